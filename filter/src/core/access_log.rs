@@ -1,0 +1,128 @@
+//! The filter's contribution to the access log record.
+//!
+//! Envoy's native JSON access logger writes the record; the filter adds fields through filter
+//! state, which the logger reads with `%FILTER_STATE(wasm.<property>:PLAIN)%`. [`FilterField`]
+//! is the contract between this filter and the SDK that generates the log format: both sides
+//! use the same enum, so a field cannot be written under one name and read under another.
+
+use super::config::PluginConfig;
+use super::headers::HeaderSource;
+use super::trace_context::parse_traceparent;
+
+/// A field the filter writes into filter state for the access log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FilterField {
+    Service,
+    Direction,
+    TraceId,
+    SpanId,
+}
+
+impl FilterField {
+    pub const ALL: [FilterField; 4] = [
+        FilterField::Service,
+        FilterField::Direction,
+        FilterField::TraceId,
+        FilterField::SpanId,
+    ];
+
+    /// The filter-state property the filter sets (one path element that contains dots; Envoy
+    /// exposes it as `wasm.<property>`).
+    pub fn property(self) -> &'static str {
+        match self {
+            FilterField::Service => "meshkit.service",
+            FilterField::Direction => "meshkit.direction",
+            FilterField::TraceId => "meshkit.trace_id",
+            FilterField::SpanId => "meshkit.span_id",
+        }
+    }
+
+    /// The key in the JSON access log record (OpenTelemetry semantic-convention names).
+    pub fn log_key(self) -> &'static str {
+        match self {
+            FilterField::Service => "service.name",
+            FilterField::Direction => "meshkit.direction",
+            FilterField::TraceId => "trace_id",
+            FilterField::SpanId => "span_id",
+        }
+    }
+}
+
+/// The fields known once the request headers arrived. The trace fields are present only when
+/// the request carries a valid `traceparent`; `span_id` is the caller's span (the parent-id).
+pub fn request_fields(
+    config: &PluginConfig,
+    request: &impl HeaderSource,
+) -> Vec<(FilterField, String)> {
+    let mut fields = vec![
+        (FilterField::Service, config.service.clone()),
+        (FilterField::Direction, config.direction.as_str().to_string()),
+    ];
+    if let Some(tc) = request
+        .header("traceparent")
+        .and_then(|v| parse_traceparent(&v))
+    {
+        fields.push((FilterField::TraceId, tc.trace_id));
+        fields.push((FilterField::SpanId, tc.parent_span_id));
+    }
+    fields
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::config::Direction;
+    use crate::core::headers::StaticHeaders;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    fn config() -> PluginConfig {
+        PluginConfig {
+            service: "recipes".into(),
+            direction: Direction::Inbound,
+        }
+    }
+
+    #[test]
+    fn always_names_service_and_direction() {
+        let fields = request_fields(&config(), &StaticHeaders::default());
+        assert_eq!(
+            fields,
+            vec![
+                (FilterField::Service, "recipes".to_string()),
+                (FilterField::Direction, "inbound".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn adds_trace_ids_from_a_valid_traceparent() {
+        let h = StaticHeaders::default().with(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        );
+        let fields = request_fields(&config(), &h);
+        assert!(fields.contains(&(
+            FilterField::TraceId,
+            "4bf92f3577b34da6a3ce929d0e0e4736".to_string()
+        )));
+        assert!(fields.contains(&(FilterField::SpanId, "00f067aa0ba902b7".to_string())));
+    }
+
+    #[test]
+    fn ignores_a_malformed_traceparent() {
+        let h = StaticHeaders::default().with("traceparent", vec![0xffu8; 4096]);
+        assert_eq!(request_fields(&config(), &h).len(), 2);
+    }
+
+    #[test]
+    fn properties_and_keys_are_distinct_and_namespaced() {
+        for (i, a) in FilterField::ALL.iter().enumerate() {
+            assert!(a.property().starts_with("meshkit."));
+            for b in &FilterField::ALL[i + 1..] {
+                assert_ne!(a.property(), b.property());
+                assert_ne!(a.log_key(), b.log_key());
+            }
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! The structured access log: one JSON object per request per listener, written by Envoy's
+//! native stdout logger, with the meshkit filter's fields read from filter state.
+//!
+//! [`FIELDS`] *is* the schema (README "Access log schema" documents it; a test keeps the two in
+//! sync). Keys follow OpenTelemetry semantic conventions where one exists; Envoy-specific values
+//! are under `envoy.*`, meshkit's own under `meshkit.*`. Bump [`SCHEMA_VERSION`] when a key's
+//! meaning changes or a key is removed; adding keys is compatible.
+
+use envoy_types::pb::envoy::config::accesslog::v3::{access_log, AccessLog};
+use envoy_types::pb::envoy::config::core::v3::{substitution_format_string, SubstitutionFormatString};
+use envoy_types::pb::envoy::extensions::access_loggers::stream::v3::{
+    stdout_access_log, StdoutAccessLog,
+};
+use envoy_types::pb::google::protobuf::{value, Struct, Value};
+use meshkit_filter::core::access_log::FilterField;
+
+use super::any::pack;
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Where a field's value comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// An Envoy substitution command such as `%RESPONSE_CODE%`.
+    Envoy(&'static str),
+    /// Set by the meshkit filter in filter state.
+    Filter(FilterField),
+    /// The same number on every line.
+    Constant(u32),
+}
+
+/// The schema, in the order it is documented.
+pub const FIELDS: &[(&str, Source)] = &[
+    ("timestamp", Source::Envoy("%START_TIME(%Y-%m-%dT%H:%M:%S.%3fZ)%")),
+    ("meshkit.schema_version", Source::Constant(SCHEMA_VERSION)),
+    ("service.name", Source::Filter(FilterField::Service)),
+    ("meshkit.direction", Source::Filter(FilterField::Direction)),
+    ("request_id", Source::Envoy("%REQ(X-REQUEST-ID)%")),
+    ("trace_id", Source::Filter(FilterField::TraceId)),
+    ("span_id", Source::Filter(FilterField::SpanId)),
+    ("http.request.method", Source::Envoy("%REQ(:METHOD)%")),
+    ("url.path", Source::Envoy("%PATH(NQ)%")),
+    ("server.address", Source::Envoy("%REQ(:AUTHORITY)%")),
+    ("envoy.protocol", Source::Envoy("%PROTOCOL%")),
+    ("http.response.status_code", Source::Envoy("%RESPONSE_CODE%")),
+    ("rpc.grpc.status_code", Source::Envoy("%GRPC_STATUS_NUMBER%")),
+    ("envoy.response_flags", Source::Envoy("%RESPONSE_FLAGS%")),
+    ("envoy.response_code_details", Source::Envoy("%RESPONSE_CODE_DETAILS%")),
+    ("envoy.upstream_cluster", Source::Envoy("%UPSTREAM_CLUSTER%")),
+    ("envoy.upstream_host", Source::Envoy("%UPSTREAM_HOST%")),
+    ("duration_ms", Source::Envoy("%DURATION%")),
+    ("envoy.upstream_service_time_ms", Source::Envoy("%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%")),
+    ("http.request.body.size", Source::Envoy("%BYTES_RECEIVED%")),
+    ("http.response.body.size", Source::Envoy("%BYTES_SENT%")),
+    ("envoy.attempt_count", Source::Envoy("%UPSTREAM_REQUEST_ATTEMPT_COUNT%")),
+    ("user_agent.original", Source::Envoy("%REQ(USER-AGENT)%")),
+    ("client.address", Source::Envoy("%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%")),
+    ("client.port", Source::Envoy("%DOWNSTREAM_REMOTE_PORT%")),
+];
+
+/// The stdout access log with the JSON format above.
+pub fn stdout_json_access_log() -> AccessLog {
+    let fields = FIELDS
+        .iter()
+        .map(|(key, source)| ((*key).to_string(), field_value(*source)))
+        .collect();
+    let format = SubstitutionFormatString {
+        format: Some(substitution_format_string::Format::JsonFormat(Struct { fields })),
+        ..Default::default()
+    };
+    let logger = StdoutAccessLog {
+        access_log_format: Some(stdout_access_log::AccessLogFormat::LogFormat(format)),
+    };
+    AccessLog {
+        name: "envoy.access_loggers.stdout".into(),
+        config_type: Some(access_log::ConfigType::TypedConfig(pack(&logger))),
+        ..Default::default()
+    }
+}
+
+fn field_value(source: Source) -> Value {
+    let kind = match source {
+        Source::Envoy(command) => value::Kind::StringValue(command.into()),
+        Source::Filter(field) => {
+            value::Kind::StringValue(format!("%FILTER_STATE(wasm.{}:PLAIN)%", field.property()))
+        }
+        Source::Constant(n) => value::Kind::NumberValue(f64::from(n)),
+    };
+    Value { kind: Some(kind) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_filter_field_is_logged_under_its_key() {
+        for field in FilterField::ALL {
+            assert!(
+                FIELDS.contains(&(field.log_key(), Source::Filter(field))),
+                "{field:?} missing from the access log schema"
+            );
+        }
+    }
+
+    #[test]
+    fn keys_are_unique() {
+        let mut keys: Vec<_> = FIELDS.iter().map(|(k, _)| *k).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        assert_eq!(keys.len(), FIELDS.len());
+    }
+
+    #[test]
+    fn readme_documents_every_key() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+            .expect("README.md at the repository root");
+        for (key, _) in FIELDS {
+            assert!(readme.contains(&format!("`{key}`")), "README does not document `{key}`");
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! One sidecar's complete Envoy bootstrap.
+
+use envoy_types::pb::envoy::config::bootstrap::v3::{bootstrap, Admin, Bootstrap};
+use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::google::protobuf::{value, Struct, Value};
+
+use super::cluster::{cluster, socket, LOCAL_APP_CLUSTER};
+use super::listener;
+use crate::model::{Mesh, Service};
+
+/// What the spec does not say but the rendered config needs.
+#[derive(Debug, Clone)]
+pub struct BootstrapOptions {
+    /// Path of `meshkit_filter.wasm` as Envoy will see it (absolute, or relative to Envoy's
+    /// working directory).
+    pub wasm_path: String,
+}
+
+/// The bootstrap of `service`'s sidecar: admin on loopback, inbound and outbound listeners,
+/// the local app cluster and one cluster per upstream.
+pub fn bootstrap(mesh: &Mesh, service: &Service, options: &BootstrapOptions) -> Bootstrap {
+    let mut clusters = vec![cluster(
+        LOCAL_APP_CLUSTER,
+        &service.app.address.to_string(),
+        service.app.port,
+        service.app.protocol,
+    )];
+    clusters.extend(
+        service
+            .upstreams
+            .iter()
+            .map(|up| cluster(&up.service, &up.address, up.port, up.protocol)),
+    );
+    Bootstrap {
+        node: Some(Node {
+            id: format!("{}-sidecar", service.name),
+            cluster: service.name.clone(),
+            metadata: Some(Struct {
+                fields: [("meshkit.mesh".to_string(), string_value(&mesh.name))].into(),
+            }),
+            ..Default::default()
+        }),
+        admin: Some(Admin {
+            address: Some(socket("127.0.0.1", service.sidecar.admin_port)),
+            ..Default::default()
+        }),
+        static_resources: Some(bootstrap::StaticResources {
+            listeners: vec![
+                listener::inbound(service, &options.wasm_path),
+                listener::outbound(service, &options.wasm_path),
+            ],
+            clusters,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn string_value(s: &str) -> Value {
+    Value {
+        kind: Some(value::Kind::StringValue(s.into())),
+    }
+}

@@ -1,0 +1,150 @@
+//! The sidecar's two listeners, each an HTTP connection manager with the meshkit filter before
+//! the router and the JSON access log.
+//!
+//! - inbound: callers → `sidecar.address:inbound_port` → local app;
+//! - outbound: local app → `127.0.0.1:outbound_port` → upstream sidecars, routed by path.
+
+use envoy_types::pb::envoy::config::listener::v3::{filter, Filter, FilterChain, Listener};
+use envoy_types::pb::envoy::config::route::v3::{
+    route, route_action, route_match, RetryPolicy as EnvoyRetryPolicy, Route as EnvoyRoute,
+    RouteAction, RouteConfiguration, RouteMatch, VirtualHost,
+};
+use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    http_connection_manager, http_filter, HttpConnectionManager, HttpFilter,
+};
+use envoy_types::pb::google::protobuf::{BoolValue, UInt32Value};
+use meshkit_filter::core::config::{Direction, PluginConfig};
+
+use super::access_log::stdout_json_access_log;
+use super::any::{duration, pack};
+use super::cluster::{socket, LOCAL_APP_CLUSTER};
+use super::wasm_filter::meshkit_http_filter;
+use crate::model::{PathMatch, RetryPolicy, Service};
+
+pub fn inbound(service: &Service, wasm_path: &str) -> Listener {
+    let route = EnvoyRoute {
+        r#match: Some(path_match(&PathMatch::Prefix("/".into()))),
+        action: Some(route::Action::Route(RouteAction {
+            cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(
+                LOCAL_APP_CLUSTER.into(),
+            )),
+            timeout: Some(duration(service.app.timeout)),
+            ..Default::default()
+        })),
+        ..Default::default()
+    };
+    let vhost = VirtualHost {
+        name: "local_app".into(),
+        domains: vec!["*".into()],
+        routes: vec![route],
+        ..Default::default()
+    };
+    listener(service, Direction::Inbound, &service.sidecar.address, service.sidecar.inbound_port, vhost, wasm_path)
+}
+
+pub fn outbound(service: &Service, wasm_path: &str) -> Listener {
+    let routes = service
+        .upstreams
+        .iter()
+        .flat_map(|up| {
+            up.routes.iter().map(|r| EnvoyRoute {
+                r#match: Some(path_match(&r.path)),
+                action: Some(route::Action::Route(RouteAction {
+                    cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(
+                        up.service.clone(),
+                    )),
+                    timeout: Some(duration(r.timeout)),
+                    retry_policy: r.retry.as_ref().map(retry_policy),
+                    ..Default::default()
+                })),
+                ..Default::default()
+            })
+        })
+        .collect();
+    let vhost = VirtualHost {
+        name: "upstreams".into(),
+        domains: vec!["*".into()],
+        routes,
+        // Lets callers (and the meshkit filter) see how many attempts the router made.
+        include_attempt_count_in_response: true,
+        ..Default::default()
+    };
+    listener(service, Direction::Outbound, "127.0.0.1", service.sidecar.outbound_port, vhost, wasm_path)
+}
+
+fn listener(
+    service: &Service,
+    direction: Direction,
+    host: &str,
+    port: u16,
+    vhost: VirtualHost,
+    wasm_path: &str,
+) -> Listener {
+    let name = direction.as_str();
+    let plugin = PluginConfig {
+        service: service.name.clone(),
+        direction,
+    };
+    let hcm = HttpConnectionManager {
+        stat_prefix: name.into(),
+        codec_type: http_connection_manager::CodecType::Auto as i32,
+        route_specifier: Some(http_connection_manager::RouteSpecifier::RouteConfig(
+            RouteConfiguration {
+                name: name.into(),
+                virtual_hosts: vec![vhost],
+                ..Default::default()
+            },
+        )),
+        http_filters: vec![meshkit_http_filter(&plugin, wasm_path), router()],
+        access_log: vec![stdout_json_access_log()],
+        // Every peer is treated as external: Envoy strips x-envoy-* request headers (nobody
+        // outside the sidecar can set retry counts) ...
+        use_remote_address: Some(BoolValue { value: true }),
+        // ... but the request id is kept, so one id follows a request through every hop.
+        preserve_external_request_id: true,
+        ..Default::default()
+    };
+    Listener {
+        name: name.into(),
+        address: Some(socket(host, port)),
+        filter_chains: vec![FilterChain {
+            filters: vec![Filter {
+                name: "envoy.filters.network.http_connection_manager".into(),
+                config_type: Some(filter::ConfigType::TypedConfig(pack(&hcm))),
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+fn router() -> HttpFilter {
+    HttpFilter {
+        name: "envoy.filters.http.router".into(),
+        config_type: Some(http_filter::ConfigType::TypedConfig(pack(&Router::default()))),
+        ..Default::default()
+    }
+}
+
+fn path_match(path: &PathMatch) -> RouteMatch {
+    let specifier = match path {
+        PathMatch::Prefix(p) => route_match::PathSpecifier::Prefix(p.clone()),
+        PathMatch::Exact(p) => route_match::PathSpecifier::Path(p.clone()),
+    };
+    RouteMatch {
+        path_specifier: Some(specifier),
+        ..Default::default()
+    }
+}
+
+fn retry_policy(r: &RetryPolicy) -> EnvoyRetryPolicy {
+    EnvoyRetryPolicy {
+        retry_on: r.retry_on.join(","),
+        num_retries: Some(UInt32Value {
+            value: r.num_retries,
+        }),
+        per_try_timeout: r.per_try_timeout.map(duration),
+        ..Default::default()
+    }
+}

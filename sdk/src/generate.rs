@@ -1,0 +1,62 @@
+//! From a validated mesh to the files a deployment needs: one bootstrap per sidecar.
+
+use std::path::Path;
+
+use crate::envoy::{bootstrap, BootstrapOptions};
+use crate::model::Mesh;
+use crate::render::{bootstrap_json, bootstrap_yaml, RenderError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OutputFormat {
+    #[default]
+    Json,
+    Yaml,
+}
+
+#[derive(Debug, Clone)]
+pub struct RenderOptions {
+    pub wasm_path: String,
+    pub format: OutputFormat,
+}
+
+/// One rendered file, named relative to the output directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GeneratedFile {
+    pub service: String,
+    pub file_name: String,
+    pub contents: String,
+}
+
+/// Renders every sidecar's bootstrap, in spec order. All or nothing: an error leaves no file.
+pub fn generate(mesh: &Mesh, options: &RenderOptions) -> Result<Vec<GeneratedFile>, RenderError> {
+    let bootstrap_options = BootstrapOptions {
+        wasm_path: options.wasm_path.clone(),
+    };
+    mesh.services
+        .iter()
+        .map(|service| {
+            let b = bootstrap(mesh, service, &bootstrap_options);
+            let (contents, ext) = match options.format {
+                OutputFormat::Json => (bootstrap_json(&b)?, "json"),
+                OutputFormat::Yaml => (bootstrap_yaml(&b)?, "yaml"),
+            };
+            Ok(GeneratedFile {
+                service: service.name.clone(),
+                file_name: format!("{}.{ext}", service.name),
+                contents,
+            })
+        })
+        .collect()
+}
+
+/// Writes rendered files into `dir` (created if needed). Each file is written to a temporary
+/// name and renamed, so a reader never sees half a file.
+pub fn write_files(dir: &Path, files: &[GeneratedFile]) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for f in files {
+        let tmp = dir.join(format!(".{}.tmp", f.file_name));
+        std::fs::write(&tmp, &f.contents)?;
+        std::fs::rename(&tmp, dir.join(&f.file_name))?;
+    }
+    Ok(())
+}

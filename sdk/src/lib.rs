@@ -1,0 +1,18 @@
+//! meshkit SDK: a declarative mesh spec, validated with precise errors and rendered into Envoy v3
+//! bootstrap config that wires the meshkit filter into every listener.
+//!
+//! Data flows one way: [`spec`] (the file) → [`validate`] → [`model`] (validated) →
+//! [`envoy`] (typed Envoy messages) → [`render`] (proto3 JSON / YAML files).
+
+pub mod duration;
+pub mod envoy;
+pub mod generate;
+pub mod model;
+pub mod problems;
+pub mod render;
+pub mod spec;
+pub mod validate;
+
+pub use generate::{generate, write_files, GeneratedFile, OutputFormat, RenderOptions};
+pub use problems::{Problem, Problems};
+pub use validate::{load_file, load_str, Format, LoadError};

@@ -1,0 +1,76 @@
+//! The validated mesh: what the Envoy config builders consume. Every value here has passed
+//! [`crate::validate`], so builders never re-check and never fail.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+pub use crate::spec::Protocol;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mesh {
+    pub name: String,
+    pub services: Vec<Service>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Service {
+    pub name: String,
+    pub app: App,
+    pub sidecar: Sidecar,
+    pub upstreams: Vec<Upstream>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct App {
+    pub address: IpAddr,
+    pub port: u16,
+    pub protocol: Protocol,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sidecar {
+    /// An IP address or a DNS name.
+    pub address: String,
+    pub inbound_port: u16,
+    pub outbound_port: u16,
+    pub admin_port: u16,
+}
+
+/// An upstream, resolved against the service it names.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Upstream {
+    pub service: String,
+    /// Where the upstream's sidecar inbound listener is.
+    pub address: String,
+    pub port: u16,
+    /// The upstream app's protocol, spoken sidecar to sidecar too.
+    pub protocol: Protocol,
+    pub routes: Vec<Route>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    pub path: PathMatch,
+    pub timeout: Duration,
+    pub retry: Option<RetryPolicy>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum PathMatch {
+    Prefix(String),
+    Exact(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    pub num_retries: u32,
+    pub retry_on: Vec<String>,
+    pub per_try_timeout: Option<Duration>,
+}
+
+impl Mesh {
+    pub fn service(&self, name: &str) -> Option<&Service> {
+        self.services.iter().find(|s| s.name == name)
+    }
+}

@@ -1,0 +1,418 @@
+//! Spec loading and validation: text → [`MeshSpec`] → [`Mesh`], reporting every problem found
+//! as `path.to.field: message`.
+//!
+//! Two stages. Parsing stops at the first syntax or type error (serde cannot go on after one),
+//! but collects *all* unknown fields on the way. Validation then checks every value and
+//! cross-reference and reports all problems at once.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use meshkit_filter::core::config::{is_service_name, MAX_SERVICE_NAME_LEN};
+
+use crate::duration::parse_duration;
+use crate::model::{App, Mesh, PathMatch, RetryPolicy, Route, Service, Sidecar, Upstream};
+use crate::problems::{Collector, Problem, Problems};
+use crate::spec::{MeshSpec, RetrySpec, RouteSpec, ServiceSpec, SPEC_VERSION};
+
+/// Default inbound (app) and route timeout.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
+/// Upper bound on `num_retries`: more is a retry storm waiting to happen.
+pub const MAX_RETRIES: i64 = 10;
+/// Retry conditions Envoy's router understands (`x-envoy-retry-on` / `retry_on`).
+pub const RETRY_ON: &[&str] = &[
+    "5xx",
+    "gateway-error",
+    "reset",
+    "reset-before-request",
+    "connect-failure",
+    "envoy-ratelimited",
+    "retriable-4xx",
+    "refused-stream",
+    "retriable-status-codes",
+    "retriable-headers",
+    "http3-post-connect-failure",
+    "cancelled",
+    "deadline-exceeded",
+    "internal",
+    "resource-exhausted",
+    "unavailable",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Yaml,
+    Json,
+}
+
+impl Format {
+    /// `.json` files are JSON; everything else is read as YAML.
+    pub fn of_path(path: &Path) -> Format {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some(e) if e.eq_ignore_ascii_case("json") => Format::Json,
+            _ => Format::Yaml,
+        }
+    }
+}
+
+/// Why a spec file could not be turned into a [`Mesh`].
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(#[from] Problems),
+}
+
+/// Reads, parses and validates a spec file.
+pub fn load_file(path: &Path) -> Result<Mesh, LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    Ok(load_str(&text, Format::of_path(path))?)
+}
+
+/// Parses and validates spec text.
+pub fn load_str(text: &str, format: Format) -> Result<Mesh, Problems> {
+    validate(&parse(text, format)?)
+}
+
+/// Parses spec text into its document shape, reporting all unknown fields.
+pub fn parse(text: &str, format: Format) -> Result<MeshSpec, Problems> {
+    let mut unknown = Vec::new();
+    let parsed = match format {
+        Format::Json => {
+            let mut de = serde_json::Deserializer::from_str(text);
+            deserialize(&mut de, &mut unknown).and_then(|spec| {
+                de.end().map(|_| spec).map_err(|e| Problem {
+                    path: "(root)".into(),
+                    message: e.to_string(),
+                })
+            })
+        }
+        Format::Yaml => deserialize(serde_yaml_ng::Deserializer::from_str(text), &mut unknown),
+    };
+    let mut problems: Vec<Problem> = unknown
+        .into_iter()
+        .map(|path| Problem {
+            path,
+            message: "unknown field".into(),
+        })
+        .collect();
+    match parsed {
+        Ok(spec) if problems.is_empty() => Ok(spec),
+        Ok(_) => Err(Problems(problems)),
+        Err(p) => {
+            problems.push(p);
+            Err(Problems(problems))
+        }
+    }
+}
+
+fn deserialize<'de, D>(de: D, unknown: &mut Vec<String>) -> Result<MeshSpec, Problem>
+where
+    D: serde::Deserializer<'de>,
+    D::Error: std::fmt::Display,
+{
+    let mut on_unknown = |path: serde_ignored::Path<'_>| unknown.push(ignored_path(&path));
+    let ignored = serde_ignored::Deserializer::new(de, &mut on_unknown);
+    serde_path_to_error::deserialize(ignored).map_err(|e| {
+        let path = e.path().to_string();
+        Problem {
+            path: if path == "." { "(root)".into() } else { path },
+            message: e.into_inner().to_string(),
+        }
+    })
+}
+
+/// `services.0.app.foo` in serde_ignored's notation → `services[0].app.foo`, as everywhere else.
+fn ignored_path(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path as P;
+    match path {
+        P::Root => "(root)".into(),
+        P::Seq { parent, index } => format!("{}[{index}]", ignored_path(parent)),
+        P::Map { parent, key } => match parent {
+            P::Root => key.clone(),
+            _ => format!("{}.{key}", ignored_path(parent)),
+        },
+        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => {
+            ignored_path(parent)
+        }
+    }
+}
+
+/// Checks every value and reference in a parsed spec.
+pub fn validate(spec: &MeshSpec) -> Result<Mesh, Problems> {
+    let mut c = Collector::default();
+    if spec.version != SPEC_VERSION {
+        c.push(
+            "version",
+            format!("unsupported version {}, expected {SPEC_VERSION}", spec.version),
+        );
+    }
+    if spec.mesh.trim().is_empty() {
+        c.push("mesh", "must not be empty");
+    }
+    if spec.services.is_empty() {
+        c.push("services", "must list at least one service");
+    }
+
+    let mut first_index: HashMap<&str, usize> = HashMap::new();
+    for (i, s) in spec.services.iter().enumerate() {
+        let path = format!("services[{i}].name");
+        if !is_service_name(&s.name) {
+            c.push(
+                path,
+                format!(
+                    "{:?} is not a valid service name (1-{MAX_SERVICE_NAME_LEN} of a-z, 0-9, '-', \
+                     starting with a letter, not ending with '-')",
+                    s.name
+                ),
+            );
+        } else if let Some(first) = first_index.get(s.name.as_str()) {
+            c.push(
+                path,
+                format!("duplicate service name {:?} (first at services[{first}])", s.name),
+            );
+        } else {
+            first_index.insert(&s.name, i);
+        }
+    }
+
+    check_ports(&spec.services, &mut c);
+
+    let services = spec
+        .services
+        .iter()
+        .enumerate()
+        .map(|(i, s)| service(i, s, spec, &mut c))
+        .collect();
+
+    c.finish(Mesh {
+        name: spec.mesh.clone(),
+        services,
+    })
+}
+
+fn service(i: usize, s: &ServiceSpec, spec: &MeshSpec, c: &mut Collector) -> Service {
+    let at = format!("services[{i}]");
+    let app = App {
+        address: s.app.address.parse::<IpAddr>().unwrap_or_else(|_| {
+            c.push(
+                format!("{at}.app.address"),
+                format!("{:?} is not an IP address", s.app.address),
+            );
+            IpAddr::from([127, 0, 0, 1])
+        }),
+        port: port(s.app.port, &format!("{at}.app.port"), c),
+        protocol: s.app.protocol,
+        timeout: duration(s.app.timeout.as_deref(), &format!("{at}.app.timeout"), c),
+    };
+    if s.sidecar.address.trim().is_empty() {
+        c.push(format!("{at}.sidecar.address"), "must not be empty");
+    }
+    let sidecar = Sidecar {
+        address: s.sidecar.address.clone(),
+        inbound_port: port(s.sidecar.inbound_port, &format!("{at}.sidecar.inbound_port"), c),
+        outbound_port: port(s.sidecar.outbound_port, &format!("{at}.sidecar.outbound_port"), c),
+        admin_port: port(s.sidecar.admin_port, &format!("{at}.sidecar.admin_port"), c),
+    };
+
+    let mut upstreams = Vec::new();
+    let mut seen_upstreams: HashMap<&str, usize> = HashMap::new();
+    // Route matches across all upstreams: the outbound listener has one route table.
+    let mut seen_matches: HashMap<PathMatch, String> = HashMap::new();
+    for (u, up) in s.upstreams.iter().enumerate() {
+        let at = format!("{at}.upstreams[{u}]");
+        let target = spec.services.iter().find(|t| t.name == up.service);
+        if up.service == s.name {
+            c.push(format!("{at}.service"), "a service cannot be its own upstream");
+        } else if target.is_none() {
+            c.push(
+                format!("{at}.service"),
+                format!("unknown service {:?}", up.service),
+            );
+        } else if let Some(first) = seen_upstreams.insert(&up.service, u) {
+            c.push(
+                format!("{at}.service"),
+                format!("duplicate upstream {:?} (first at upstreams[{first}])", up.service),
+            );
+        }
+        if up.routes.is_empty() {
+            c.push(format!("{at}.routes"), "must list at least one route");
+        }
+        let routes = up
+            .routes
+            .iter()
+            .enumerate()
+            .map(|(r, route_spec)| {
+                let at = format!("{at}.routes[{r}]");
+                let route = route(route_spec, &at, c);
+                if let Some(first) = seen_matches.insert(route.path.clone(), at.clone()) {
+                    c.push(
+                        format!("{at}.match"),
+                        format!("same match as {first}: this route would never be used"),
+                    );
+                }
+                route
+            })
+            .collect();
+        if let Some(t) = target {
+            upstreams.push(Upstream {
+                service: t.name.clone(),
+                address: t.sidecar.address.clone(),
+                port: u16::try_from(t.sidecar.inbound_port).unwrap_or(0),
+                protocol: t.app.protocol,
+                routes,
+            });
+        }
+    }
+
+    Service {
+        name: s.name.clone(),
+        app,
+        sidecar,
+        upstreams,
+    }
+}
+
+fn route(r: &RouteSpec, at: &str, c: &mut Collector) -> Route {
+    let path = match (&r.match_.prefix, &r.match_.exact) {
+        (Some(p), None) => PathMatch::Prefix(http_path(p, &format!("{at}.match.prefix"), c)),
+        (None, Some(e)) => PathMatch::Exact(http_path(e, &format!("{at}.match.exact"), c)),
+        (Some(_), Some(_)) => {
+            c.push(format!("{at}.match"), "set exactly one of prefix, exact (got both)");
+            PathMatch::Prefix("/".into())
+        }
+        (None, None) => {
+            c.push(format!("{at}.match"), "set exactly one of prefix, exact (got neither)");
+            PathMatch::Prefix("/".into())
+        }
+    };
+    let timeout = duration(r.timeout.as_deref(), &format!("{at}.timeout"), c);
+    let retry = r
+        .retry
+        .as_ref()
+        .map(|retry| retry_policy(retry, timeout, &format!("{at}.retry"), c));
+    Route {
+        path,
+        timeout,
+        retry,
+    }
+}
+
+fn retry_policy(r: &RetrySpec, timeout: Duration, at: &str, c: &mut Collector) -> RetryPolicy {
+    if !(0..=MAX_RETRIES).contains(&r.num_retries) {
+        c.push(
+            format!("{at}.num_retries"),
+            format!("must be between 0 and {MAX_RETRIES}, got {}", r.num_retries),
+        );
+    }
+    if r.retry_on.is_empty() && r.num_retries > 0 {
+        c.push(
+            format!("{at}.retry_on"),
+            "must name at least one condition when num_retries > 0",
+        );
+    }
+    for (k, cond) in r.retry_on.iter().enumerate() {
+        if !RETRY_ON.contains(&cond.as_str()) {
+            c.push(
+                format!("{at}.retry_on[{k}]"),
+                format!("unknown retry condition {cond:?}; known: {}", RETRY_ON.join(", ")),
+            );
+        }
+    }
+    let per_try_timeout = r.per_try_timeout.as_deref().and_then(|t| {
+        let path = format!("{at}.per_try_timeout");
+        match parse_duration(t) {
+            Ok(d) if d > timeout => {
+                c.push(
+                    path,
+                    format!("{t} is longer than the route timeout ({}ms)", timeout.as_millis()),
+                );
+                None
+            }
+            Ok(d) => Some(d),
+            Err(e) => {
+                c.push(path, e);
+                None
+            }
+        }
+    });
+    RetryPolicy {
+        num_retries: u32::try_from(r.num_retries.clamp(0, MAX_RETRIES)).unwrap_or(0),
+        retry_on: r.retry_on.clone(),
+        per_try_timeout,
+    }
+}
+
+fn port(value: i64, path: &str, c: &mut Collector) -> u16 {
+    match u16::try_from(value) {
+        Ok(p) if p > 0 => p,
+        _ => {
+            c.push(path, format!("must be a port between 1 and 65535, got {value}"));
+            0
+        }
+    }
+}
+
+fn duration(value: Option<&str>, path: &str, c: &mut Collector) -> Duration {
+    match value.map(parse_duration) {
+        None => DEFAULT_TIMEOUT,
+        Some(Ok(d)) => d,
+        Some(Err(e)) => {
+            c.push(path, e);
+            DEFAULT_TIMEOUT
+        }
+    }
+}
+
+fn http_path(p: &str, path: &str, c: &mut Collector) -> String {
+    if !p.starts_with('/') {
+        c.push(path, format!("must start with '/', got {p:?}"));
+    } else if p.chars().any(|ch| ch.is_whitespace() || ch.is_control() || ch == '?' || ch == '#') {
+        c.push(path, format!("must be a plain path (no spaces, '?', '#'), got {p:?}"));
+    }
+    p.to_string()
+}
+
+/// Every listening socket in the mesh must be distinct: the apps, inbound, outbound and admin
+/// listeners all share one host in a local mesh, and in any deployment a sidecar's own three
+/// listeners and its app share one network namespace.
+fn check_ports(services: &[ServiceSpec], c: &mut Collector) {
+    let mut owners: BTreeMap<(String, i64), String> = BTreeMap::new();
+    for (i, s) in services.iter().enumerate() {
+        let at = format!("services[{i}]");
+        let sockets = [
+            (s.app.address.as_str(), s.app.port, format!("{at}.app.port")),
+            (s.sidecar.address.as_str(), s.sidecar.inbound_port, format!("{at}.sidecar.inbound_port")),
+            ("127.0.0.1", s.sidecar.outbound_port, format!("{at}.sidecar.outbound_port")),
+            ("127.0.0.1", s.sidecar.admin_port, format!("{at}.sidecar.admin_port")),
+        ];
+        for (address, port, path) in sockets {
+            if port <= 0 {
+                continue; // reported by `port()`
+            }
+            // Loopback and wildcard spellings all mean "this host".
+            let host = normalise_host(address);
+            if let Some(first) = owners.get(&(host.clone(), port)) {
+                c.push(path, format!("port {port} is already used by {first}"));
+            } else {
+                owners.insert((host, port), path);
+            }
+        }
+    }
+}
+
+fn normalise_host(address: &str) -> String {
+    match address {
+        "" | "127.0.0.1" | "localhost" | "0.0.0.0" | "::1" | "::" => "local".into(),
+        other => other.to_string(),
+    }
+}
