@@ -35,7 +35,9 @@ impl RootContext for MeshkitRoot {
         ) {
             Ok(Some(bytes)) => bytes,
             Ok(None) => {
-                log::error!("meshkit: invalid plugin configuration: (root): configuration is missing");
+                log::error!(
+                    "meshkit: invalid plugin configuration: (root): configuration is missing"
+                );
                 return false;
             }
             Err(status) => {
@@ -80,7 +82,9 @@ impl Context for MeshkitHttp {}
 
 impl HttpContext for MeshkitHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        for (field, value) in access_log::request_fields(&self.config, &Headers(MapType::HttpRequestHeaders)) {
+        for (field, value) in
+            access_log::request_fields(&self.config, &Headers(MapType::HttpRequestHeaders))
+        {
             set_filter_state(field.property(), value.as_bytes());
         }
         Action::Continue

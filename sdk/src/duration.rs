@@ -24,7 +24,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
                 "needs a unit (ms, s, m, h), e.g. \"{number}s\"; got {text:?}"
             ))
         }
-        _ => return Err(format!("unknown unit {unit:?} in {text:?}; use ms, s, m or h")),
+        _ => {
+            return Err(format!(
+                "unknown unit {unit:?} in {text:?}; use ms, s, m or h"
+            ))
+        }
     };
     let value: f64 = number
         .parse()
@@ -34,7 +38,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         return Err(format!("must be greater than 0, got {text:?}"));
     }
     if millis < 1.0 || millis.fract() != 0.0 {
-        return Err(format!("must be a whole number of milliseconds, got {text:?}"));
+        return Err(format!(
+            "must be a whole number of milliseconds, got {text:?}"
+        ));
     }
     if millis > 365.0 * 86_400_000.0 {
         return Err(format!("is unreasonably long: {text:?}"));

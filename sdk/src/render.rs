@@ -9,7 +9,8 @@ use envoy_types::pb::envoy::config::bootstrap::v3::Bootstrap;
 use prost::{Message, Name};
 use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
 
-static DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/envoy_descriptor_set.bin"));
+static DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/envoy_descriptor_set.bin"));
 
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
@@ -36,12 +37,13 @@ pub fn to_json_value<M: Message + Name>(message: &M) -> Result<serde_json::Value
     let descriptor = pool()?
         .get_message_by_name(&name)
         .ok_or_else(|| RenderError::UnknownMessage(name.clone()))?;
-    let dynamic = DynamicMessage::decode(descriptor, message.encode_to_vec().as_slice()).map_err(
-        |e| RenderError::Encode {
-            message: name.clone(),
-            reason: e.to_string(),
-        },
-    )?;
+    let dynamic =
+        DynamicMessage::decode(descriptor, message.encode_to_vec().as_slice()).map_err(|e| {
+            RenderError::Encode {
+                message: name.clone(),
+                reason: e.to_string(),
+            }
+        })?;
     let options = SerializeOptions::new().use_proto_field_name(true);
     dynamic
         .serialize_with_options(serde_json::value::Serializer, &options)

@@ -153,7 +153,10 @@ pub fn validate(spec: &MeshSpec) -> Result<Mesh, Problems> {
     if spec.version != SPEC_VERSION {
         c.push(
             "version",
-            format!("unsupported version {}, expected {SPEC_VERSION}", spec.version),
+            format!(
+                "unsupported version {}, expected {SPEC_VERSION}",
+                spec.version
+            ),
         );
     }
     if spec.mesh.trim().is_empty() {
@@ -178,7 +181,10 @@ pub fn validate(spec: &MeshSpec) -> Result<Mesh, Problems> {
         } else if let Some(first) = first_index.get(s.name.as_str()) {
             c.push(
                 path,
-                format!("duplicate service name {:?} (first at services[{first}])", s.name),
+                format!(
+                    "duplicate service name {:?} (first at services[{first}])",
+                    s.name
+                ),
             );
         } else {
             first_index.insert(&s.name, i);
@@ -219,8 +225,16 @@ fn service(i: usize, s: &ServiceSpec, spec: &MeshSpec, c: &mut Collector) -> Ser
     }
     let sidecar = Sidecar {
         address: s.sidecar.address.clone(),
-        inbound_port: port(s.sidecar.inbound_port, &format!("{at}.sidecar.inbound_port"), c),
-        outbound_port: port(s.sidecar.outbound_port, &format!("{at}.sidecar.outbound_port"), c),
+        inbound_port: port(
+            s.sidecar.inbound_port,
+            &format!("{at}.sidecar.inbound_port"),
+            c,
+        ),
+        outbound_port: port(
+            s.sidecar.outbound_port,
+            &format!("{at}.sidecar.outbound_port"),
+            c,
+        ),
         admin_port: port(s.sidecar.admin_port, &format!("{at}.sidecar.admin_port"), c),
     };
 
@@ -232,7 +246,10 @@ fn service(i: usize, s: &ServiceSpec, spec: &MeshSpec, c: &mut Collector) -> Ser
         let at = format!("{at}.upstreams[{u}]");
         let target = spec.services.iter().find(|t| t.name == up.service);
         if up.service == s.name {
-            c.push(format!("{at}.service"), "a service cannot be its own upstream");
+            c.push(
+                format!("{at}.service"),
+                "a service cannot be its own upstream",
+            );
         } else if target.is_none() {
             c.push(
                 format!("{at}.service"),
@@ -241,7 +258,10 @@ fn service(i: usize, s: &ServiceSpec, spec: &MeshSpec, c: &mut Collector) -> Ser
         } else if let Some(first) = seen_upstreams.insert(&up.service, u) {
             c.push(
                 format!("{at}.service"),
-                format!("duplicate upstream {:?} (first at upstreams[{first}])", up.service),
+                format!(
+                    "duplicate upstream {:?} (first at upstreams[{first}])",
+                    up.service
+                ),
             );
         }
         if up.routes.is_empty() {
@@ -287,11 +307,17 @@ fn route(r: &RouteSpec, at: &str, c: &mut Collector) -> Route {
         (Some(p), None) => PathMatch::Prefix(http_path(p, &format!("{at}.match.prefix"), c)),
         (None, Some(e)) => PathMatch::Exact(http_path(e, &format!("{at}.match.exact"), c)),
         (Some(_), Some(_)) => {
-            c.push(format!("{at}.match"), "set exactly one of prefix, exact (got both)");
+            c.push(
+                format!("{at}.match"),
+                "set exactly one of prefix, exact (got both)",
+            );
             PathMatch::Prefix("/".into())
         }
         (None, None) => {
-            c.push(format!("{at}.match"), "set exactly one of prefix, exact (got neither)");
+            c.push(
+                format!("{at}.match"),
+                "set exactly one of prefix, exact (got neither)",
+            );
             PathMatch::Prefix("/".into())
         }
     };
@@ -324,7 +350,10 @@ fn retry_policy(r: &RetrySpec, timeout: Duration, at: &str, c: &mut Collector) -
         if !RETRY_ON.contains(&cond.as_str()) {
             c.push(
                 format!("{at}.retry_on[{k}]"),
-                format!("unknown retry condition {cond:?}; known: {}", RETRY_ON.join(", ")),
+                format!(
+                    "unknown retry condition {cond:?}; known: {}",
+                    RETRY_ON.join(", ")
+                ),
             );
         }
     }
@@ -334,7 +363,10 @@ fn retry_policy(r: &RetrySpec, timeout: Duration, at: &str, c: &mut Collector) -
             Ok(d) if d > timeout => {
                 c.push(
                     path,
-                    format!("{t} is longer than the route timeout ({}ms)", timeout.as_millis()),
+                    format!(
+                        "{t} is longer than the route timeout ({}ms)",
+                        timeout.as_millis()
+                    ),
                 );
                 None
             }
@@ -356,7 +388,10 @@ fn port(value: i64, path: &str, c: &mut Collector) -> u16 {
     match u16::try_from(value) {
         Ok(p) if p > 0 => p,
         _ => {
-            c.push(path, format!("must be a port between 1 and 65535, got {value}"));
+            c.push(
+                path,
+                format!("must be a port between 1 and 65535, got {value}"),
+            );
             0
         }
     }
@@ -376,8 +411,14 @@ fn duration(value: Option<&str>, path: &str, c: &mut Collector) -> Duration {
 fn http_path(p: &str, path: &str, c: &mut Collector) -> String {
     if !p.starts_with('/') {
         c.push(path, format!("must start with '/', got {p:?}"));
-    } else if p.chars().any(|ch| ch.is_whitespace() || ch.is_control() || ch == '?' || ch == '#') {
-        c.push(path, format!("must be a plain path (no spaces, '?', '#'), got {p:?}"));
+    } else if p
+        .chars()
+        .any(|ch| ch.is_whitespace() || ch.is_control() || ch == '?' || ch == '#')
+    {
+        c.push(
+            path,
+            format!("must be a plain path (no spaces, '?', '#'), got {p:?}"),
+        );
     }
     p.to_string()
 }
@@ -391,9 +432,21 @@ fn check_ports(services: &[ServiceSpec], c: &mut Collector) {
         let at = format!("services[{i}]");
         let sockets = [
             (s.app.address.as_str(), s.app.port, format!("{at}.app.port")),
-            (s.sidecar.address.as_str(), s.sidecar.inbound_port, format!("{at}.sidecar.inbound_port")),
-            ("127.0.0.1", s.sidecar.outbound_port, format!("{at}.sidecar.outbound_port")),
-            ("127.0.0.1", s.sidecar.admin_port, format!("{at}.sidecar.admin_port")),
+            (
+                s.sidecar.address.as_str(),
+                s.sidecar.inbound_port,
+                format!("{at}.sidecar.inbound_port"),
+            ),
+            (
+                "127.0.0.1",
+                s.sidecar.outbound_port,
+                format!("{at}.sidecar.outbound_port"),
+            ),
+            (
+                "127.0.0.1",
+                s.sidecar.admin_port,
+                format!("{at}.sidecar.admin_port"),
+            ),
         ];
         for (address, port, path) in sockets {
             if port <= 0 {

@@ -56,7 +56,10 @@ pub fn request_fields(
 ) -> Vec<(FilterField, String)> {
     let mut fields = vec![
         (FilterField::Service, config.service.clone()),
-        (FilterField::Direction, config.direction.as_str().to_string()),
+        (
+            FilterField::Direction,
+            config.direction.as_str().to_string(),
+        ),
     ];
     if let Some(tc) = request
         .header("traceparent")

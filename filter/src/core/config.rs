@@ -130,7 +130,9 @@ mod tests {
     fn wrong_enum_value_points_at_the_field() {
         let e = err(r#"{"service":"a","direction":"sideways"}"#);
         assert_eq!(e.path, "direction");
-        assert!(e.to_string().starts_with("invalid plugin configuration: direction: "));
+        assert!(e
+            .to_string()
+            .starts_with("invalid plugin configuration: direction: "));
     }
 
     #[test]
@@ -145,7 +147,10 @@ mod tests {
     fn not_json_or_trailing_garbage_is_an_error() {
         assert_eq!(err("").path, "(root)");
         assert_eq!(err("\u{0}\u{ff}").path, "(root)");
-        assert_eq!(err(r#"{"service":"a","direction":"inbound"} x"#).path, "(root)");
+        assert_eq!(
+            err(r#"{"service":"a","direction":"inbound"} x"#).path,
+            "(root)"
+        );
         assert!(PluginConfig::parse(&[0xff, 0xfe]).is_err());
     }
 }

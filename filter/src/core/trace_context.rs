@@ -97,14 +97,18 @@ mod tests {
         let cases: Vec<Vec<u8>> = vec![
             b"".to_vec(),
             b"00".to_vec(),
-            VALID[..54].as_bytes().to_vec(),                        // truncated
-            format!("{VALID}-extra").into_bytes(),                   // v00 must be exact
-            VALID.replace("00-4b", "ff-4b").into_bytes(),            // forbidden version
-            VALID.to_uppercase().into_bytes(),                       // upper-case hex
-            VALID.replace('-', "_").into_bytes(),                    // wrong separators
-            VALID.replace("4bf92f3577b34da6a3ce929d0e0e4736", &"0".repeat(32)).into_bytes(),
-            VALID.replace("00f067aa0ba902b7", &"0".repeat(16)).into_bytes(),
-            VALID.replace("4bf9", "4bg9").into_bytes(),              // non-hex
+            VALID[..54].as_bytes().to_vec(),              // truncated
+            format!("{VALID}-extra").into_bytes(),        // v00 must be exact
+            VALID.replace("00-4b", "ff-4b").into_bytes(), // forbidden version
+            VALID.to_uppercase().into_bytes(),            // upper-case hex
+            VALID.replace('-', "_").into_bytes(),         // wrong separators
+            VALID
+                .replace("4bf92f3577b34da6a3ce929d0e0e4736", &"0".repeat(32))
+                .into_bytes(),
+            VALID
+                .replace("00f067aa0ba902b7", &"0".repeat(16))
+                .into_bytes(),
+            VALID.replace("4bf9", "4bg9").into_bytes(), // non-hex
             {
                 let mut v = VALID.as_bytes().to_vec();
                 v[10] = 0xff; // non-UTF-8
@@ -113,7 +117,12 @@ mod tests {
             vec![b'0'; 1 << 20], // 1 MiB header
         ];
         for case in cases {
-            assert_eq!(parse_traceparent(&case), None, "{:?}", String::from_utf8_lossy(&case));
+            assert_eq!(
+                parse_traceparent(&case),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(&case)
+            );
         }
     }
 

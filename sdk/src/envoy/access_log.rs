@@ -7,7 +7,9 @@
 //! meaning changes or a key is removed; adding keys is compatible.
 
 use envoy_types::pb::envoy::config::accesslog::v3::{access_log, AccessLog};
-use envoy_types::pb::envoy::config::core::v3::{substitution_format_string, SubstitutionFormatString};
+use envoy_types::pb::envoy::config::core::v3::{
+    substitution_format_string, SubstitutionFormatString,
+};
 use envoy_types::pb::envoy::extensions::access_loggers::stream::v3::{
     stdout_access_log, StdoutAccessLog,
 };
@@ -31,7 +33,10 @@ pub enum Source {
 
 /// The schema, in the order it is documented.
 pub const FIELDS: &[(&str, Source)] = &[
-    ("timestamp", Source::Envoy("%START_TIME(%Y-%m-%dT%H:%M:%S.%3fZ)%")),
+    (
+        "timestamp",
+        Source::Envoy("%START_TIME(%Y-%m-%dT%H:%M:%S.%3fZ)%"),
+    ),
     ("meshkit.schema_version", Source::Constant(SCHEMA_VERSION)),
     ("service.name", Source::Filter(FilterField::Service)),
     ("meshkit.direction", Source::Filter(FilterField::Direction)),
@@ -42,19 +47,40 @@ pub const FIELDS: &[(&str, Source)] = &[
     ("url.path", Source::Envoy("%PATH(NQ)%")),
     ("server.address", Source::Envoy("%REQ(:AUTHORITY)%")),
     ("envoy.protocol", Source::Envoy("%PROTOCOL%")),
-    ("http.response.status_code", Source::Envoy("%RESPONSE_CODE%")),
-    ("rpc.grpc.status_code", Source::Envoy("%GRPC_STATUS_NUMBER%")),
+    (
+        "http.response.status_code",
+        Source::Envoy("%RESPONSE_CODE%"),
+    ),
+    (
+        "rpc.grpc.status_code",
+        Source::Envoy("%GRPC_STATUS_NUMBER%"),
+    ),
     ("envoy.response_flags", Source::Envoy("%RESPONSE_FLAGS%")),
-    ("envoy.response_code_details", Source::Envoy("%RESPONSE_CODE_DETAILS%")),
-    ("envoy.upstream_cluster", Source::Envoy("%UPSTREAM_CLUSTER%")),
+    (
+        "envoy.response_code_details",
+        Source::Envoy("%RESPONSE_CODE_DETAILS%"),
+    ),
+    (
+        "envoy.upstream_cluster",
+        Source::Envoy("%UPSTREAM_CLUSTER%"),
+    ),
     ("envoy.upstream_host", Source::Envoy("%UPSTREAM_HOST%")),
     ("duration_ms", Source::Envoy("%DURATION%")),
-    ("envoy.upstream_service_time_ms", Source::Envoy("%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%")),
+    (
+        "envoy.upstream_service_time_ms",
+        Source::Envoy("%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%"),
+    ),
     ("http.request.body.size", Source::Envoy("%BYTES_RECEIVED%")),
     ("http.response.body.size", Source::Envoy("%BYTES_SENT%")),
-    ("envoy.attempt_count", Source::Envoy("%UPSTREAM_REQUEST_ATTEMPT_COUNT%")),
+    (
+        "envoy.attempt_count",
+        Source::Envoy("%UPSTREAM_REQUEST_ATTEMPT_COUNT%"),
+    ),
     ("user_agent.original", Source::Envoy("%REQ(USER-AGENT)%")),
-    ("client.address", Source::Envoy("%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%")),
+    (
+        "client.address",
+        Source::Envoy("%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"),
+    ),
     ("client.port", Source::Envoy("%DOWNSTREAM_REMOTE_PORT%")),
 ];
 
@@ -65,7 +91,9 @@ pub fn stdout_json_access_log() -> AccessLog {
         .map(|(key, source)| ((*key).to_string(), field_value(*source)))
         .collect();
     let format = SubstitutionFormatString {
-        format: Some(substitution_format_string::Format::JsonFormat(Struct { fields })),
+        format: Some(substitution_format_string::Format::JsonFormat(Struct {
+            fields,
+        })),
         ..Default::default()
     };
     let logger = StdoutAccessLog {
@@ -116,7 +144,10 @@ mod tests {
         let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
             .expect("README.md at the repository root");
         for (key, _) in FIELDS {
-            assert!(readme.contains(&format!("`{key}`")), "README does not document `{key}`");
+            assert!(
+                readme.contains(&format!("`{key}`")),
+                "README does not document `{key}`"
+            );
         }
     }
 }

@@ -40,7 +40,14 @@ pub fn inbound(service: &Service, wasm_path: &str) -> Listener {
         routes: vec![route],
         ..Default::default()
     };
-    listener(service, Direction::Inbound, &service.sidecar.address, service.sidecar.inbound_port, vhost, wasm_path)
+    listener(
+        service,
+        Direction::Inbound,
+        &service.sidecar.address,
+        service.sidecar.inbound_port,
+        vhost,
+        wasm_path,
+    )
 }
 
 pub fn outbound(service: &Service, wasm_path: &str) -> Listener {
@@ -70,7 +77,14 @@ pub fn outbound(service: &Service, wasm_path: &str) -> Listener {
         include_attempt_count_in_response: true,
         ..Default::default()
     };
-    listener(service, Direction::Outbound, "127.0.0.1", service.sidecar.outbound_port, vhost, wasm_path)
+    listener(
+        service,
+        Direction::Outbound,
+        "127.0.0.1",
+        service.sidecar.outbound_port,
+        vhost,
+        wasm_path,
+    )
 }
 
 fn listener(
@@ -122,7 +136,9 @@ fn listener(
 fn router() -> HttpFilter {
     HttpFilter {
         name: "envoy.filters.http.router".into(),
-        config_type: Some(http_filter::ConfigType::TypedConfig(pack(&Router::default()))),
+        config_type: Some(http_filter::ConfigType::TypedConfig(pack(
+            &Router::default(),
+        ))),
         ..Default::default()
     }
 }

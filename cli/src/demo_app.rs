@@ -1,0 +1,237 @@
+//! The demo service app of the local mesh: answers with a configurable status, app error code,
+//! latency and body, and otherwise calls its upstreams through its sidecar's outbound listener.
+//!
+//! Behaviour is set per request, so a test can make any hop fail. Directives come in the
+//! `x-demo` header or the `demo` query parameter, as `;`-separated `<service>.<key>=<value>`:
+//!
+//! - `status=<code>`: answer with this status instead of calling upstreams;
+//! - `code=<APPCODE>`: set the `x-app-error-code` response header;
+//! - `latency=<duration>`: wait this long first (`250ms`, `2s`);
+//! - `body=<text>`: response body.
+//!
+//! Example: `x-demo: users.status=503;users.code=CM503001` makes `users` fail and everything
+//! in front of it see that failure. The app forwards `x-demo`, `x-request-id` and
+//! `traceparent` to its upstreams. If an upstream call fails, the app answers a plain 500
+//! with no app code — what an unmodified service does.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+
+use crate::http_client;
+
+/// Header the app sets to report an application error code.
+pub const APP_ERROR_CODE_HEADER: &str = "x-app-error-code";
+/// Headers forwarded to upstream calls.
+const FORWARDED: &[&str] = &["x-demo", "x-request-id", "traceparent"];
+const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One upstream call the app makes for every request it serves.
+#[derive(Debug, Clone)]
+pub struct UpstreamCall {
+    /// The sidecar's outbound listener.
+    pub via: SocketAddr,
+    pub path: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct DemoAppConfig {
+    pub name: String,
+    pub calls: Vec<UpstreamCall>,
+}
+
+/// A running demo app. Dropping it (or [`DemoApp::stop`]) closes the listener and every open
+/// connection, so its sidecar sees connection failures, exactly as when a real app dies.
+pub struct DemoApp {
+    pub addr: SocketAddr,
+    tasks: JoinSet<()>,
+}
+
+impl DemoApp {
+    /// Serves on an already-bound listener (HTTP/1.1 and h2c prior knowledge).
+    pub fn start(listener: TcpListener, config: DemoAppConfig) -> std::io::Result<DemoApp> {
+        let addr = listener.local_addr()?;
+        let config = Arc::new(config);
+        let mut tasks = JoinSet::new();
+        tasks.spawn(async move {
+            // Connections live in this inner set, dropped (aborted) with the accept loop.
+            let mut connections = JoinSet::new();
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let config = config.clone();
+                connections.spawn(async move {
+                    let service = service_fn(move |req| handle(config.clone(), req));
+                    let _ = auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+                while connections.try_join_next().is_some() {}
+            }
+        });
+        Ok(DemoApp { addr, tasks })
+    }
+
+    pub fn stop(&mut self) {
+        self.tasks.abort_all();
+    }
+}
+
+impl Drop for DemoApp {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// What one request asks of this app.
+#[derive(Debug, Default, PartialEq)]
+struct Behaviour {
+    status: Option<u16>,
+    code: Option<String>,
+    latency: Option<Duration>,
+    body: Option<String>,
+}
+
+fn behaviour(me: &str, directives: &str) -> Behaviour {
+    let mut b = Behaviour::default();
+    for d in directives.split(';') {
+        let Some((target, value)) = d.trim().split_once('=') else {
+            continue;
+        };
+        let Some((service, key)) = target.split_once('.') else {
+            continue;
+        };
+        if service != me && service != "*" {
+            continue;
+        }
+        match key {
+            "status" => b.status = value.parse().ok().filter(|s| (100..=599).contains(s)),
+            "code" => b.code = Some(value.to_string()),
+            "latency" => b.latency = meshkit_sdk::duration::parse_duration(value).ok(),
+            "body" => b.body = Some(value.to_string()),
+            _ => {}
+        }
+    }
+    b
+}
+
+async fn handle(
+    config: Arc<DemoAppConfig>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let mut directives = header(&req, "x-demo").unwrap_or_default();
+    if let Some(q) = req.uri().query() {
+        for pair in q.split('&') {
+            if let Some(v) = pair.strip_prefix("demo=") {
+                directives.push(';');
+                directives.push_str(v);
+            }
+        }
+    }
+    let b = behaviour(&config.name, &directives);
+    if let Some(latency) = b.latency {
+        tokio::time::sleep(latency).await;
+    }
+    if let Some(status) = b.status {
+        let body = b.body.unwrap_or_else(|| {
+            json!({"service": config.name, "status": status, "code": b.code}).to_string()
+        });
+        return Ok(reply(status, body, b.code.as_deref(), &config.name));
+    }
+
+    let forwarded: Vec<(String, String)> = FORWARDED
+        .iter()
+        .filter_map(|h| header(&req, h).map(|v| (h.to_string(), v)))
+        .collect();
+    let mut upstreams = Vec::new();
+    for call in &config.calls {
+        let result = http_client::send(
+            call.via,
+            Method::GET,
+            &call.path,
+            &forwarded,
+            UPSTREAM_TIMEOUT,
+        )
+        .await;
+        match result {
+            Ok(r) if r.status < 400 => {
+                upstreams.push(serde_json::from_slice(&r.body).unwrap_or_else(|_| json!(r.text())))
+            }
+            Ok(r) => {
+                let body = json!({"service": config.name, "error": "upstream failed",
+                                  "upstream_status": r.status});
+                return Ok(reply(500, body.to_string(), None, &config.name));
+            }
+            Err(e) => {
+                let body = json!({"service": config.name, "error": e.to_string()});
+                return Ok(reply(500, body.to_string(), None, &config.name));
+            }
+        }
+    }
+    let body = b.body.unwrap_or_else(|| {
+        json!({"service": config.name, "path": req.uri().path(), "upstreams": upstreams})
+            .to_string()
+    });
+    Ok(reply(200, body, None, &config.name))
+}
+
+fn header(req: &Request<Incoming>, name: &str) -> Option<String> {
+    req.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+fn reply(status: u16, body: String, code: Option<&str>, service: &str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() =
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Ok(v) = HeaderValue::from_str(service) {
+        headers.insert("x-demo-service", v);
+    }
+    if let Some(v) = code.and_then(|c| HeaderValue::from_str(c).ok()) {
+        headers.insert(APP_ERROR_CODE_HEADER, v);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn directives_target_one_service() {
+        let b = behaviour(
+            "users",
+            "users.status=503;users.code=CM503001;recipes.status=500",
+        );
+        assert_eq!(b.status, Some(503));
+        assert_eq!(b.code.as_deref(), Some("CM503001"));
+        assert_eq!(
+            behaviour("frontend", "users.status=503"),
+            Behaviour::default()
+        );
+    }
+
+    #[test]
+    fn wildcard_latency_and_garbage() {
+        let b = behaviour("a", "*.latency=20ms; junk ;a.status=999;=;.=x");
+        assert_eq!(b.latency, Some(Duration::from_millis(20)));
+        assert_eq!(b.status, None, "out-of-range status ignored");
+    }
+}

@@ -1,0 +1,10 @@
+//! The `meshkit` command line, as a library so the integration tests drive exactly the code
+//! `meshkit up` runs.
+
+pub mod access_log;
+pub mod demo_app;
+pub mod demo_traffic;
+pub mod http_client;
+pub mod local_mesh;
+pub mod locate;
+pub mod process;

@@ -1,0 +1,268 @@
+//! A whole mesh on 127.0.0.1: one demo app and one stock Envoy per service, from SDK-generated
+//! config. `meshkit up` and the integration tests both run it.
+//!
+//! Start-up is all or nothing: ports are checked before anything starts, and if any sidecar
+//! fails to become ready every process already started is stopped before the error returns.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use meshkit_sdk::model::{Mesh, PathMatch, Service};
+use meshkit_sdk::{generate, write_files, OutputFormat, RenderOptions};
+use tokio::net::TcpListener;
+
+use crate::access_log::AccessLog;
+use crate::demo_app::{DemoApp, DemoAppConfig, UpstreamCall};
+use crate::process::{EnvoyCommand, EnvoyProcess};
+
+#[derive(Debug, Clone)]
+pub struct LocalMeshOptions {
+    pub envoy: PathBuf,
+    pub wasm: PathBuf,
+    /// Generated bootstraps and Envoy logs go here.
+    pub run_dir: PathBuf,
+    /// Envoy worker threads per sidecar.
+    pub concurrency: u32,
+    /// Print access log lines to stdout as they arrive.
+    pub echo_access_log: bool,
+    pub ready_timeout: Duration,
+}
+
+/// A listening socket the mesh needs is taken by someone else.
+#[derive(Debug, thiserror::Error)]
+#[error("port {port} on {ip} ({owner}) is already in use: {source}")]
+pub struct PortInUse {
+    pub ip: IpAddr,
+    pub port: u16,
+    pub owner: String,
+    pub source: std::io::Error,
+}
+
+pub struct LocalMesh {
+    pub mesh: Mesh,
+    pub access_log: Arc<AccessLog>,
+    pub run_dir: PathBuf,
+    envoys: Vec<EnvoyProcess>,
+    apps: Vec<(String, DemoApp)>,
+}
+
+impl LocalMesh {
+    pub async fn start(mesh: Mesh, options: &LocalMeshOptions) -> anyhow::Result<LocalMesh> {
+        let app_listeners = claim_ports(&mesh).await?;
+
+        std::fs::create_dir_all(&options.run_dir)
+            .with_context(|| format!("create {}", options.run_dir.display()))?;
+        let wasm = std::path::absolute(&options.wasm)?;
+        let files = generate(
+            &mesh,
+            &RenderOptions {
+                wasm_path: wasm.display().to_string(),
+                format: OutputFormat::Json,
+            },
+        )?;
+        write_files(&options.run_dir, &files)?;
+
+        let access_log = Arc::new(AccessLog::new(options.echo_access_log));
+        let mut local = LocalMesh {
+            access_log: access_log.clone(),
+            run_dir: options.run_dir.clone(),
+            envoys: Vec::new(),
+            apps: Vec::new(),
+            mesh: mesh.clone(),
+        };
+        for (service, listener) in mesh.services.iter().zip(app_listeners) {
+            let app = DemoApp::start(listener, demo_app_config(service))?;
+            local.apps.push((service.name.clone(), app));
+        }
+        for (service, file) in mesh.services.iter().zip(&files) {
+            let admin = admin_addr(service);
+            let cmd = EnvoyCommand {
+                binary: options.envoy.clone(),
+                config: options.run_dir.join(&file.file_name),
+                base_id: u32::from(service.sidecar.admin_port),
+                concurrency: options.concurrency,
+                log_path: options.run_dir.join(format!("{}.envoy.log", service.name)),
+            };
+            let envoy = EnvoyProcess::spawn(&service.name, admin, &cmd, access_log.clone());
+            match envoy {
+                Ok(e) => local.envoys.push(e),
+                Err(e) => {
+                    local.shutdown().await;
+                    return Err(e);
+                }
+            }
+        }
+        let mut failure = None;
+        for envoy in &mut local.envoys {
+            if let Err(e) = envoy.wait_ready(options.ready_timeout).await {
+                failure = Some(e);
+                break;
+            }
+        }
+        if let Some(e) = failure {
+            local.shutdown().await;
+            return Err(e);
+        }
+        Ok(local)
+    }
+
+    /// The inbound listener of `service`'s sidecar: where its callers connect.
+    pub fn inbound(&self, service: &str) -> Option<SocketAddr> {
+        let s = self.mesh.service(service)?;
+        let ip: IpAddr = s.sidecar.address.parse().ok()?;
+        Some(SocketAddr::new(ip, s.sidecar.inbound_port))
+    }
+
+    pub fn admin(&self, service: &str) -> Option<SocketAddr> {
+        self.mesh.service(service).map(admin_addr)
+    }
+
+    /// The first service no other service calls: where outside traffic enters.
+    pub fn entry_service(&self) -> &str {
+        entry_service(&self.mesh)
+    }
+
+    /// Access log lines one request into `service` produces across the mesh, when every hop
+    /// is reached: its inbound line, plus an outbound line and the upstream's lines per call.
+    pub fn lines_per_request(&self, service: &str) -> usize {
+        lines_per_request(&self.mesh, service, &mut HashSet::new())
+    }
+
+    /// Stops `service`'s app (listener and connections), leaving its sidecar running.
+    pub fn stop_app(&mut self, service: &str) -> bool {
+        let before = self.apps.len();
+        self.apps.retain(|(name, _)| name != service);
+        before != self.apps.len()
+    }
+
+    /// Stops every sidecar (SIGTERM, so access logs are flushed) and app.
+    pub async fn shutdown(&mut self) {
+        for envoy in &mut self.envoys {
+            envoy.stop(Duration::from_secs(5)).await;
+        }
+        self.envoys.clear();
+        self.apps.clear();
+    }
+
+    pub fn envoy_log(&self, service: &str) -> Option<&Path> {
+        self.envoys
+            .iter()
+            .find(|e| e.service == service)
+            .map(|e| e.log_path.as_path())
+    }
+}
+
+fn admin_addr(s: &Service) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], s.sidecar.admin_port))
+}
+
+fn entry_service(mesh: &Mesh) -> &str {
+    let called: HashSet<&str> = mesh
+        .services
+        .iter()
+        .flat_map(|s| s.upstreams.iter().map(|u| u.service.as_str()))
+        .collect();
+    mesh.services
+        .iter()
+        .find(|s| !called.contains(s.name.as_str()))
+        .or(mesh.services.first())
+        .map(|s| s.name.as_str())
+        .unwrap_or_default()
+}
+
+fn lines_per_request<'m>(mesh: &'m Mesh, service: &'m str, path: &mut HashSet<&'m str>) -> usize {
+    let Some(s) = mesh.service(service) else {
+        return 0;
+    };
+    if !path.insert(&s.name) {
+        return 0; // a cycle: the demo app would loop until timeouts; count it once
+    }
+    let n = 1 + s
+        .upstreams
+        .iter()
+        .map(|u| 1 + lines_per_request(mesh, &u.service, path))
+        .sum::<usize>();
+    path.remove(s.name.as_str());
+    n
+}
+
+fn demo_app_config(service: &Service) -> DemoAppConfig {
+    let via = SocketAddr::from(([127, 0, 0, 1], service.sidecar.outbound_port));
+    let calls = service
+        .upstreams
+        .iter()
+        .filter_map(|u| u.routes.first())
+        .map(|r| UpstreamCall {
+            via,
+            path: match &r.path {
+                PathMatch::Prefix(p) | PathMatch::Exact(p) => p.clone(),
+            },
+        })
+        .collect();
+    DemoAppConfig {
+        name: service.name.clone(),
+        calls,
+    }
+}
+
+/// Binds every app port (kept: the demo apps serve on them) and checks every sidecar port is
+/// free (released again for Envoy to bind), before any process starts.
+async fn claim_ports(mesh: &Mesh) -> anyhow::Result<Vec<TcpListener>> {
+    let mut apps = Vec::new();
+    for s in &mesh.services {
+        let owner = format!("{} app", s.name);
+        apps.push(bind(s.app.address, s.app.port, &owner).await?);
+    }
+    for s in &mesh.services {
+        let Ok(ip) = s.sidecar.address.parse::<IpAddr>() else {
+            bail!(
+                "{}: sidecar.address {:?} must be an IP address to run the mesh locally",
+                s.name,
+                s.sidecar.address
+            );
+        };
+        let loopback = IpAddr::from([127, 0, 0, 1]);
+        for (ip, port, what) in [
+            (ip, s.sidecar.inbound_port, "inbound listener"),
+            (loopback, s.sidecar.outbound_port, "outbound listener"),
+            (loopback, s.sidecar.admin_port, "admin"),
+        ] {
+            drop(bind(ip, port, &format!("{} sidecar {what}", s.name)).await?);
+        }
+    }
+    Ok(apps)
+}
+
+async fn bind(ip: IpAddr, port: u16, owner: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind((ip, port)).await.map_err(|source| {
+        PortInUse {
+            ip,
+            port,
+            owner: owner.to_string(),
+            source,
+        }
+        .into()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example() -> Mesh {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../envoy/mesh.yaml");
+        meshkit_sdk::load_file(Path::new(path)).unwrap()
+    }
+
+    #[test]
+    fn example_chain_logs_five_lines_per_request() {
+        let mesh = example();
+        assert_eq!(entry_service(&mesh), "frontend");
+        assert_eq!(lines_per_request(&mesh, "frontend", &mut HashSet::new()), 5);
+        assert_eq!(lines_per_request(&mesh, "users", &mut HashSet::new()), 1);
+    }
+}
