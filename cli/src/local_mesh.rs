@@ -139,6 +139,18 @@ impl LocalMesh {
         before != self.apps.len()
     }
 
+    /// Stops `service`'s sidecar Envoy and its app: the whole service instance is gone, so its
+    /// callers' sidecars fail to connect (`UF`).
+    pub async fn stop_service(&mut self, service: &str) -> bool {
+        let mut found = self.stop_app(service);
+        for envoy in self.envoys.iter_mut().filter(|e| e.service == service) {
+            envoy.stop(Duration::from_secs(5)).await;
+            found = true;
+        }
+        self.envoys.retain(|e| e.service != service);
+        found
+    }
+
     /// Stops every sidecar (SIGTERM, so access logs are flushed) and app.
     pub async fn shutdown(&mut self) {
         for envoy in &mut self.envoys {

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Quick start, command 2: set up, then run every check and test: formatting, clippy, unit tests
+# (native), the filter core on wasm32 (wasm-bindgen-test, node), integration tests against
+# real Envoy with the built .wasm.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+# wasm-bindgen-test-runner must match the wasm-bindgen version in Cargo.lock exactly.
+WBG_VERSION=$(grep -A1 '^name = "wasm-bindgen"$' Cargo.lock | sed -n 's/^version = "\(.*\)"/\1/p')
+if [ "$(.tools/bin/wasm-bindgen-test-runner --version 2>/dev/null | awk '{print $2}')" != "$WBG_VERSION" ]; then
+  say "wasm-bindgen-cli $WBG_VERSION into .tools"
+  cargo install --quiet --locked wasm-bindgen-cli --version "$WBG_VERSION" --root .tools
+fi
+
+say "cargo fmt --check"
+cargo fmt --all -- --check
+say "cargo clippy (native, and the filter for wasm32-wasip1)"
+cargo clippy --locked --workspace --all-targets -- -D warnings
+cargo clippy --locked -p meshkit-filter --target wasm32-wasip1 -- -D warnings
+
+say "filter core tests on wasm32 (wasm-bindgen-test, node)"
+CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="$PWD/.tools/bin/wasm-bindgen-test-runner" \
+  cargo test --locked -p meshkit-filter --target wasm32-unknown-unknown
+
+say "all tests: unit, CLI, and integration against real Envoy"
+cargo test --locked --workspace

@@ -1,0 +1,200 @@
+//! Every kind of invalid spec yields the right `path: message`, all at once.
+
+use meshkit_sdk::{load_str, Format, Problems};
+
+const VALID: &str = r#"
+version: 1
+mesh: demo
+services:
+  - name: frontend
+    app: { port: 8081 }
+    sidecar: { inbound_port: 8001, outbound_port: 8101, admin_port: 9001 }
+    upstreams:
+      - service: users
+        routes:
+          - match: { prefix: /users }
+            timeout: 2s
+            retry: { num_retries: 2, retry_on: [connect-failure], per_try_timeout: 500ms }
+  - name: users
+    app: { port: 8082, protocol: http2 }
+    sidecar: { inbound_port: 8002, outbound_port: 8102, admin_port: 9002 }
+"#;
+
+fn problems(yaml: &str) -> Vec<String> {
+    match load_str(yaml, Format::Yaml) {
+        Ok(_) => panic!("expected the spec to be invalid:\n{yaml}"),
+        Err(Problems(p)) => p.iter().map(|p| p.to_string()).collect(),
+    }
+}
+
+/// Asserts that some problem starts with `path: ` and contains `message`.
+fn assert_problem(all: &[String], path: &str, message: &str) {
+    assert!(
+        all.iter().any(|p| p.starts_with(&format!("{path}: ")) && p.contains(message)),
+        "no `{path}: …{message}…` in:\n{}",
+        all.join("\n")
+    );
+}
+
+#[test]
+fn the_valid_spec_loads() {
+    let mesh = load_str(VALID, Format::Yaml).unwrap();
+    assert_eq!(mesh.services.len(), 2);
+    let up = &mesh.services[0].upstreams[0];
+    assert_eq!((up.service.as_str(), up.port), ("users", 8002));
+    assert_eq!(up.routes[0].retry.as_ref().unwrap().num_retries, 2);
+}
+
+#[test]
+fn json_and_yaml_specs_are_equivalent() {
+    let yaml: serde_json::Value = serde_yaml_ng::from_str(VALID).unwrap();
+    let json = serde_json::to_string(&yaml).unwrap();
+    assert_eq!(
+        load_str(&json, Format::Json).unwrap(),
+        load_str(VALID, Format::Yaml).unwrap()
+    );
+}
+
+#[test]
+fn the_example_mesh_is_valid() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../envoy/mesh.yaml");
+    let mesh = meshkit_sdk::load_file(std::path::Path::new(path)).unwrap();
+    let names: Vec<_> = mesh.services.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["frontend", "recipes", "users"]);
+}
+
+#[test]
+fn unknown_upstream() {
+    let p = problems(&VALID.replace("service: users", "service: userz"));
+    assert_problem(&p, "services[0].upstreams[0].service", "unknown service \"userz\"");
+}
+
+#[test]
+fn self_upstream() {
+    let p = problems(&VALID.replace("service: users", "service: frontend"));
+    assert_problem(&p, "services[0].upstreams[0].service", "its own upstream");
+}
+
+#[test]
+fn duplicate_service_names() {
+    let p = problems(&VALID.replace("name: users", "name: frontend"));
+    assert_problem(&p, "services[1].name", "duplicate service name \"frontend\" (first at services[0])");
+}
+
+#[test]
+fn duplicate_ports_across_services() {
+    let p = problems(&VALID.replace("admin_port: 9002", "admin_port: 8001"));
+    assert_problem(&p, "services[1].sidecar.admin_port", "port 8001 is already used by services[0].sidecar.inbound_port");
+}
+
+#[test]
+fn port_out_of_range() {
+    let p = problems(&VALID.replace("port: 8081", "port: 70000").replace("inbound_port: 8002", "inbound_port: 0"));
+    assert_problem(&p, "services[0].app.port", "between 1 and 65535, got 70000");
+    assert_problem(&p, "services[1].sidecar.inbound_port", "got 0");
+}
+
+#[test]
+fn zero_negative_and_unitless_durations() {
+    let p = problems(
+        &VALID
+            .replace("timeout: 2s", "timeout: 0s")
+            .replace("per_try_timeout: 500ms", "per_try_timeout: -1s")
+            .replace("app: { port: 8082,", "app: { port: 8082, timeout: \"5\","),
+    );
+    assert_problem(&p, "services[0].upstreams[0].routes[0].timeout", "greater than 0");
+    assert_problem(&p, "services[0].upstreams[0].routes[0].retry.per_try_timeout", "positive");
+    assert_problem(&p, "services[1].app.timeout", "needs a unit");
+}
+
+#[test]
+fn per_try_timeout_longer_than_route_timeout() {
+    let p = problems(&VALID.replace("per_try_timeout: 500ms", "per_try_timeout: 3s"));
+    assert_problem(&p, "services[0].upstreams[0].routes[0].retry.per_try_timeout", "longer than the route timeout");
+}
+
+#[test]
+fn retry_policy_values() {
+    let p = problems(&VALID.replace(
+        "retry: { num_retries: 2, retry_on: [connect-failure], per_try_timeout: 500ms }",
+        "retry: { num_retries: 50, retry_on: [connect-failure, sometimes] }",
+    ));
+    assert_problem(&p, "services[0].upstreams[0].routes[0].retry.num_retries", "between 0 and 10, got 50");
+    assert_problem(&p, "services[0].upstreams[0].routes[0].retry.retry_on[1]", "unknown retry condition \"sometimes\"");
+}
+
+#[test]
+fn match_needs_exactly_one_of_prefix_or_exact() {
+    let both = problems(&VALID.replace("{ prefix: /users }", "{ prefix: /users, exact: /users }"));
+    assert_problem(&both, "services[0].upstreams[0].routes[0].match", "got both");
+    let neither = problems(&VALID.replace("{ prefix: /users }", "{}"));
+    assert_problem(&neither, "services[0].upstreams[0].routes[0].match", "got neither");
+    let relative = problems(&VALID.replace("{ prefix: /users }", "{ prefix: users }"));
+    assert_problem(&relative, "services[0].upstreams[0].routes[0].match.prefix", "must start with '/'");
+}
+
+#[test]
+fn shadowed_route() {
+    let p = problems(&VALID.replace(
+        "          - match: { prefix: /users }\n",
+        "          - match: { prefix: /users }\n          - match: { prefix: /users }\n",
+    ));
+    assert_problem(&p, "services[0].upstreams[0].routes[1].match", "same match as services[0].upstreams[0].routes[0]");
+}
+
+#[test]
+fn all_unknown_fields_are_reported_together() {
+    let p = problems(
+        &VALID
+            .replace("mesh: demo", "mesh: demo\ncolour: blue")
+            .replace("app: { port: 8081 }", "app: { port: 8081, prot: http2 }")
+            .replace("timeout: 2s", "timeout: 2s\n            retries: 3"),
+    );
+    assert_problem(&p, "colour", "unknown field");
+    assert_problem(&p, "services[0].app.prot", "unknown field");
+    assert_problem(&p, "services[0].upstreams[0].routes[0].retries", "unknown field");
+    assert_eq!(p.len(), 3, "{p:?}");
+}
+
+#[test]
+fn semantic_problems_are_all_reported_together() {
+    let p = problems(
+        &VALID
+            .replace("version: 1", "version: 2")
+            .replace("service: users", "service: nobody")
+            .replace("name: users", "name: Users")
+            .replace("timeout: 2s", "timeout: 2 seconds"),
+    );
+    assert_problem(&p, "version", "unsupported version 2");
+    assert_problem(&p, "services[0].upstreams[0].service", "unknown service");
+    assert_problem(&p, "services[1].name", "not a valid service name");
+    assert_problem(&p, "services[0].upstreams[0].routes[0].timeout", "unknown unit");
+    assert_eq!(p.len(), 4, "{p:?}");
+}
+
+#[test]
+fn type_errors_name_the_field() {
+    let p = problems(&VALID.replace("port: 8081", "port: eighty"));
+    assert_problem(&p, "services[0].app.port", "invalid type");
+    let p = problems(&VALID.replace("protocol: http2", "protocol: http3"));
+    assert_problem(&p, "services[1].app.protocol", "unknown variant `http3`");
+}
+
+#[test]
+fn bad_address_and_empty_services() {
+    let p = problems(&VALID.replace("app: { port: 8081 }", "app: { address: not-an-ip, port: 8081 }"));
+    assert_problem(&p, "services[0].app.address", "not an IP address");
+    let p = problems("version: 1\nmesh: m\nservices: []\n");
+    assert_problem(&p, "services", "at least one service");
+}
+
+#[test]
+fn syntax_errors_are_reported() {
+    let p = problems("version: 1\nmesh: [unclosed\n");
+    assert!(!p.is_empty());
+    let p = match load_str("{\"version\": 1,", Format::Json) {
+        Err(Problems(p)) => p,
+        Ok(_) => panic!(),
+    };
+    assert_eq!(p.len(), 1);
+}
