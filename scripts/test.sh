@@ -12,7 +12,8 @@ say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 WBG_VERSION=$(grep -A1 '^name = "wasm-bindgen"$' Cargo.lock | sed -n 's/^version = "\(.*\)"/\1/p')
 if [ "$(.tools/bin/wasm-bindgen-test-runner --version 2>/dev/null | awk '{print $2}')" != "$WBG_VERSION" ]; then
   say "wasm-bindgen-cli $WBG_VERSION into .tools"
-  cargo install --quiet --locked wasm-bindgen-cli --version "$WBG_VERSION" --root .tools
+  # Not --locked: its lockfile pins a webpki-roots release the registry no longer serves.
+  cargo install --quiet wasm-bindgen-cli --version "$WBG_VERSION" --root .tools
 fi
 
 say "cargo fmt --check"

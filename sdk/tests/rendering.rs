@@ -1,10 +1,16 @@
 //! Rendering: the example mesh becomes typed Envoy config, deterministically.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
 use meshkit_sdk::{generate, load_file, OutputFormat, RenderOptions};
 use serde_json::Value;
 
 fn example() -> meshkit_sdk::model::Mesh {
-    load_file(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../envoy/mesh.yaml"))).unwrap()
+    load_file(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../envoy/mesh.yaml"
+    )))
+    .unwrap()
 }
 
 fn options(format: OutputFormat) -> RenderOptions {
@@ -63,15 +69,24 @@ fn both_listeners_run_meshkit_before_the_router_and_log_json() {
         assert_eq!(filters[0]["name"], "envoy.filters.http.wasm");
         assert_eq!(filters[1]["name"], "envoy.filters.http.router");
         let plugin = &filters[0]["typed_config"]["config"];
-        assert_eq!(plugin["vm_config"]["code"]["local"]["filename"], "/opt/meshkit/meshkit_filter.wasm");
+        assert_eq!(
+            plugin["vm_config"]["code"]["local"]["filename"],
+            "/opt/meshkit/meshkit_filter.wasm"
+        );
         let config: Value =
             serde_json::from_str(plugin["configuration"]["value"].as_str().unwrap()).unwrap();
-        assert_eq!(config, serde_json::json!({"service": "recipes", "direction": direction}));
+        assert_eq!(
+            config,
+            serde_json::json!({"service": "recipes", "direction": direction})
+        );
 
         let log = &hcm["access_log"][0];
         assert_eq!(log["name"], "envoy.access_loggers.stdout");
         let format = &log["typed_config"]["log_format"]["json_format"];
-        assert_eq!(format["service.name"], "%FILTER_STATE(wasm.meshkit.service:PLAIN)%");
+        assert_eq!(
+            format["service.name"],
+            "%FILTER_STATE(wasm.meshkit.service:PLAIN)%"
+        );
         assert_eq!(format["meshkit.schema_version"], 1.0);
     }
 }
@@ -86,12 +101,16 @@ fn outbound_routes_and_retry_policy_come_from_the_spec() {
     assert_eq!(route["route"]["cluster"], "recipes");
     assert_eq!(route["route"]["timeout"], "5s");
     assert_eq!(route["route"]["retry_policy"]["num_retries"], 2);
-    assert_eq!(route["route"]["retry_policy"]["retry_on"], "connect-failure,refused-stream,reset");
+    assert_eq!(
+        route["route"]["retry_policy"]["retry_on"],
+        "connect-failure,refused-stream,reset"
+    );
     assert_eq!(route["route"]["retry_policy"]["per_try_timeout"], "2s");
 
     let clusters = b["static_resources"]["clusters"].as_array().unwrap();
     let recipes = clusters.iter().find(|c| c["name"] == "recipes").unwrap();
-    let addr = &recipes["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"];
+    let addr = &recipes["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+        ["address"]["socket_address"];
     assert_eq!(addr["port_value"], 18002, "recipes' sidecar inbound port");
 }
 
@@ -99,7 +118,10 @@ fn outbound_routes_and_retry_policy_come_from_the_spec() {
 fn http2_apps_get_an_explicit_http2_cluster() {
     let spec = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../envoy/mesh.yaml"))
         .unwrap()
-        .replace("port: 18083, protocol: http1", "port: 18083, protocol: http2");
+        .replace(
+            "port: 18083, protocol: http1",
+            "port: 18083, protocol: http2",
+        );
     let mesh = meshkit_sdk::load_str(&spec, meshkit_sdk::Format::Yaml).unwrap();
     let files = generate(&mesh, &options(OutputFormat::Json)).unwrap();
     let recipes: Value = serde_json::from_str(&files[1].contents).unwrap();
@@ -110,6 +132,10 @@ fn http2_apps_get_an_explicit_http2_cluster() {
         .find(|c| c["name"] == "users")
         .unwrap()
         .clone();
-    let opts = &users_cluster["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"];
-    assert!(opts["explicit_http_config"]["http2_protocol_options"].is_object(), "{users_cluster}");
+    let opts = &users_cluster["typed_extension_protocol_options"]
+        ["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"];
+    assert!(
+        opts["explicit_http_config"]["http2_protocol_options"].is_object(),
+        "{users_cluster}"
+    );
 }

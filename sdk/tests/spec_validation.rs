@@ -1,5 +1,7 @@
 //! Every kind of invalid spec yields the right `path: message`, all at once.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
 use meshkit_sdk::{load_str, Format, Problems};
 
 const VALID: &str = r#"
@@ -30,7 +32,8 @@ fn problems(yaml: &str) -> Vec<String> {
 /// Asserts that some problem starts with `path: ` and contains `message`.
 fn assert_problem(all: &[String], path: &str, message: &str) {
     assert!(
-        all.iter().any(|p| p.starts_with(&format!("{path}: ")) && p.contains(message)),
+        all.iter()
+            .any(|p| p.starts_with(&format!("{path}: ")) && p.contains(message)),
         "no `{path}: …{message}…` in:\n{}",
         all.join("\n")
     );
@@ -66,7 +69,11 @@ fn the_example_mesh_is_valid() {
 #[test]
 fn unknown_upstream() {
     let p = problems(&VALID.replace("service: users", "service: userz"));
-    assert_problem(&p, "services[0].upstreams[0].service", "unknown service \"userz\"");
+    assert_problem(
+        &p,
+        "services[0].upstreams[0].service",
+        "unknown service \"userz\"",
+    );
 }
 
 #[test]
@@ -78,18 +85,30 @@ fn self_upstream() {
 #[test]
 fn duplicate_service_names() {
     let p = problems(&VALID.replace("name: users", "name: frontend"));
-    assert_problem(&p, "services[1].name", "duplicate service name \"frontend\" (first at services[0])");
+    assert_problem(
+        &p,
+        "services[1].name",
+        "duplicate service name \"frontend\" (first at services[0])",
+    );
 }
 
 #[test]
 fn duplicate_ports_across_services() {
     let p = problems(&VALID.replace("admin_port: 9002", "admin_port: 8001"));
-    assert_problem(&p, "services[1].sidecar.admin_port", "port 8001 is already used by services[0].sidecar.inbound_port");
+    assert_problem(
+        &p,
+        "services[1].sidecar.admin_port",
+        "port 8001 is already used by services[0].sidecar.inbound_port",
+    );
 }
 
 #[test]
 fn port_out_of_range() {
-    let p = problems(&VALID.replace("port: 8081", "port: 70000").replace("inbound_port: 8002", "inbound_port: 0"));
+    let p = problems(
+        &VALID
+            .replace("port: 8081", "port: 70000")
+            .replace("inbound_port: 8002", "inbound_port: 0"),
+    );
     assert_problem(&p, "services[0].app.port", "between 1 and 65535, got 70000");
     assert_problem(&p, "services[1].sidecar.inbound_port", "got 0");
 }
@@ -102,15 +121,27 @@ fn zero_negative_and_unitless_durations() {
             .replace("per_try_timeout: 500ms", "per_try_timeout: -1s")
             .replace("app: { port: 8082,", "app: { port: 8082, timeout: \"5\","),
     );
-    assert_problem(&p, "services[0].upstreams[0].routes[0].timeout", "greater than 0");
-    assert_problem(&p, "services[0].upstreams[0].routes[0].retry.per_try_timeout", "positive");
+    assert_problem(
+        &p,
+        "services[0].upstreams[0].routes[0].timeout",
+        "greater than 0",
+    );
+    assert_problem(
+        &p,
+        "services[0].upstreams[0].routes[0].retry.per_try_timeout",
+        "positive",
+    );
     assert_problem(&p, "services[1].app.timeout", "needs a unit");
 }
 
 #[test]
 fn per_try_timeout_longer_than_route_timeout() {
     let p = problems(&VALID.replace("per_try_timeout: 500ms", "per_try_timeout: 3s"));
-    assert_problem(&p, "services[0].upstreams[0].routes[0].retry.per_try_timeout", "longer than the route timeout");
+    assert_problem(
+        &p,
+        "services[0].upstreams[0].routes[0].retry.per_try_timeout",
+        "longer than the route timeout",
+    );
 }
 
 #[test]
@@ -119,18 +150,38 @@ fn retry_policy_values() {
         "retry: { num_retries: 2, retry_on: [connect-failure], per_try_timeout: 500ms }",
         "retry: { num_retries: 50, retry_on: [connect-failure, sometimes] }",
     ));
-    assert_problem(&p, "services[0].upstreams[0].routes[0].retry.num_retries", "between 0 and 10, got 50");
-    assert_problem(&p, "services[0].upstreams[0].routes[0].retry.retry_on[1]", "unknown retry condition \"sometimes\"");
+    assert_problem(
+        &p,
+        "services[0].upstreams[0].routes[0].retry.num_retries",
+        "between 0 and 10, got 50",
+    );
+    assert_problem(
+        &p,
+        "services[0].upstreams[0].routes[0].retry.retry_on[1]",
+        "unknown retry condition \"sometimes\"",
+    );
 }
 
 #[test]
 fn match_needs_exactly_one_of_prefix_or_exact() {
     let both = problems(&VALID.replace("{ prefix: /users }", "{ prefix: /users, exact: /users }"));
-    assert_problem(&both, "services[0].upstreams[0].routes[0].match", "got both");
+    assert_problem(
+        &both,
+        "services[0].upstreams[0].routes[0].match",
+        "got both",
+    );
     let neither = problems(&VALID.replace("{ prefix: /users }", "{}"));
-    assert_problem(&neither, "services[0].upstreams[0].routes[0].match", "got neither");
+    assert_problem(
+        &neither,
+        "services[0].upstreams[0].routes[0].match",
+        "got neither",
+    );
     let relative = problems(&VALID.replace("{ prefix: /users }", "{ prefix: users }"));
-    assert_problem(&relative, "services[0].upstreams[0].routes[0].match.prefix", "must start with '/'");
+    assert_problem(
+        &relative,
+        "services[0].upstreams[0].routes[0].match.prefix",
+        "must start with '/'",
+    );
 }
 
 #[test]
@@ -139,7 +190,11 @@ fn shadowed_route() {
         "          - match: { prefix: /users }\n",
         "          - match: { prefix: /users }\n          - match: { prefix: /users }\n",
     ));
-    assert_problem(&p, "services[0].upstreams[0].routes[1].match", "same match as services[0].upstreams[0].routes[0]");
+    assert_problem(
+        &p,
+        "services[0].upstreams[0].routes[1].match",
+        "same match as services[0].upstreams[0].routes[0]",
+    );
 }
 
 #[test]
@@ -152,7 +207,11 @@ fn all_unknown_fields_are_reported_together() {
     );
     assert_problem(&p, "colour", "unknown field");
     assert_problem(&p, "services[0].app.prot", "unknown field");
-    assert_problem(&p, "services[0].upstreams[0].routes[0].retries", "unknown field");
+    assert_problem(
+        &p,
+        "services[0].upstreams[0].routes[0].retries",
+        "unknown field",
+    );
     assert_eq!(p.len(), 3, "{p:?}");
 }
 
@@ -168,7 +227,11 @@ fn semantic_problems_are_all_reported_together() {
     assert_problem(&p, "version", "unsupported version 2");
     assert_problem(&p, "services[0].upstreams[0].service", "unknown service");
     assert_problem(&p, "services[1].name", "not a valid service name");
-    assert_problem(&p, "services[0].upstreams[0].routes[0].timeout", "unknown unit");
+    assert_problem(
+        &p,
+        "services[0].upstreams[0].routes[0].timeout",
+        "unknown unit",
+    );
     assert_eq!(p.len(), 4, "{p:?}");
 }
 
@@ -182,7 +245,10 @@ fn type_errors_name_the_field() {
 
 #[test]
 fn bad_address_and_empty_services() {
-    let p = problems(&VALID.replace("app: { port: 8081 }", "app: { address: not-an-ip, port: 8081 }"));
+    let p = problems(&VALID.replace(
+        "app: { port: 8081 }",
+        "app: { address: not-an-ip, port: 8081 }",
+    ));
     assert_problem(&p, "services[0].app.address", "not an IP address");
     let p = problems("version: 1\nmesh: m\nservices: []\n");
     assert_problem(&p, "services", "at least one service");

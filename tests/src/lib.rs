@@ -1,1 +1,58 @@
-//! Integration tests live in tests/.
+//! Test helpers shared by the integration tests here and the CLI tests in `cli/tests`: free
+//! ports, the example spec on free ports, scratch directories.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use meshkit_sdk::model::Mesh;
+use meshkit_sdk::{load_str, Format};
+
+pub const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../envoy/mesh.yaml");
+
+/// The ports the example spec uses, in the order they appear.
+const EXAMPLE_PORTS: [u16; 12] = [
+    18081, 18001, 18101, 19001, 18082, 18002, 18102, 19002, 18083, 18003, 18103, 19003,
+];
+
+/// `n` distinct ports that were free a moment ago (all held open together while choosing, so
+/// the kernel cannot hand out one twice).
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("local addr").port())
+        .collect()
+}
+
+/// The example spec's text with every port replaced by a free one.
+pub fn example_spec_text() -> String {
+    let mut text = std::fs::read_to_string(EXAMPLE).expect("read envoy/mesh.yaml");
+    for (old, new) in EXAMPLE_PORTS.iter().zip(free_ports(EXAMPLE_PORTS.len())) {
+        assert!(
+            text.contains(&format!(" {old}")),
+            "example no longer uses port {old}"
+        );
+        text = text.replace(&format!(" {old}"), &format!(" {new}"));
+    }
+    text
+}
+
+pub fn example_mesh() -> Mesh {
+    load_str(&example_spec_text(), Format::Yaml).expect("example spec with free ports is valid")
+}
+
+/// A fresh, unique scratch directory for one test.
+pub fn scratch_dir(name: &str) -> PathBuf {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "meshkit-test-{}-{}-{name}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create scratch dir");
+    dir
+}

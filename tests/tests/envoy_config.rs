@@ -20,7 +20,10 @@ fn envoy_validate(config: &Path) -> (bool, String) {
         .arg(config)
         .output()
         .expect("run envoy");
-    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -28,8 +31,18 @@ fn every_generated_bootstrap_passes_envoy_validate() {
     let mesh = common::example_mesh();
     for format in [OutputFormat::Json, OutputFormat::Yaml] {
         let dir = common::scratch_dir("validate");
-        let wasm = std::path::absolute(common::wasm()).unwrap().display().to_string();
-        let files = generate(&mesh, &RenderOptions { wasm_path: wasm, format }).unwrap();
+        let wasm = std::path::absolute(common::wasm())
+            .unwrap()
+            .display()
+            .to_string();
+        let files = generate(
+            &mesh,
+            &RenderOptions {
+                wasm_path: wasm,
+                format,
+            },
+        )
+        .unwrap();
         assert_eq!(files.len(), 3);
         write_files(&dir, &files).unwrap();
         for f in &files {
@@ -44,8 +57,17 @@ fn envoy_validate_catches_a_broken_config() {
     // The check above can fail: a config with a misspelt field is rejected.
     let dir = common::scratch_dir("broken");
     let mesh = common::example_mesh();
-    let files = generate(&mesh, &RenderOptions { wasm_path: "x.wasm".into(), format: OutputFormat::Json }).unwrap();
-    let broken = files[0].contents.replacen("\"static_resources\"", "\"static_resourcez\"", 1);
+    let files = generate(
+        &mesh,
+        &RenderOptions {
+            wasm_path: "x.wasm".into(),
+            format: OutputFormat::Json,
+        },
+    )
+    .unwrap();
+    let broken = files[0]
+        .contents
+        .replacen("\"static_resources\"", "\"static_resourcez\"", 1);
     std::fs::write(dir.join("broken.json"), broken).unwrap();
     let (ok, log) = envoy_validate(&dir.join("broken.json"));
     assert!(!ok);
@@ -59,7 +81,10 @@ fn checked_in_example_config_is_current() {
     let mesh = meshkit_sdk::load_file(Path::new(common::EXAMPLE)).unwrap();
     let files = generate(
         &mesh,
-        &RenderOptions { wasm_path: WASM_RELATIVE.into(), format: OutputFormat::Json },
+        &RenderOptions {
+            wasm_path: WASM_RELATIVE.into(),
+            format: OutputFormat::Json,
+        },
     )
     .unwrap();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../envoy/generated");
@@ -92,24 +117,50 @@ fn with_plugin_configuration(bootstrap: &str, configuration: &str) -> String {
 async fn a_bad_plugin_configuration_stops_the_plugin_with_the_field_named() {
     let mesh = common::example_mesh();
     let users = mesh.service("users").unwrap().clone();
-    let wasm = std::path::absolute(common::wasm()).unwrap().display().to_string();
-    let files = generate(&mesh, &RenderOptions { wasm_path: wasm, format: OutputFormat::Json }).unwrap();
+    let wasm = std::path::absolute(common::wasm())
+        .unwrap()
+        .display()
+        .to_string();
+    let files = generate(
+        &mesh,
+        &RenderOptions {
+            wasm_path: wasm,
+            format: OutputFormat::Json,
+        },
+    )
+    .unwrap();
     let users_file = files.iter().find(|f| f.service == "users").unwrap();
 
     for (bad, expected) in [
-        (r#"{"service":"users","direction":"inbound","colour":"blue"}"#, "unknown field `colour`"),
-        (r#"{"service":"users","direction":"sideways"}"#, "invalid plugin configuration: direction: "),
-        (r#"{"service":"Users!","direction":"inbound"}"#, "invalid plugin configuration: service: "),
+        (
+            r#"{"service":"users","direction":"inbound","colour":"blue"}"#,
+            "unknown field `colour`",
+        ),
+        (
+            r#"{"service":"users","direction":"sideways"}"#,
+            "invalid plugin configuration: direction: ",
+        ),
+        (
+            r#"{"service":"Users!","direction":"inbound"}"#,
+            "invalid plugin configuration: service: ",
+        ),
         ("not json", "invalid plugin configuration: (root): "),
     ] {
         let dir = common::scratch_dir("bad-plugin");
         let config = dir.join("users.json");
-        std::fs::write(&config, with_plugin_configuration(&users_file.contents, bad)).unwrap();
+        std::fs::write(
+            &config,
+            with_plugin_configuration(&users_file.contents, bad),
+        )
+        .unwrap();
 
         // `envoy --mode validate` already refuses it ...
         let (ok, log) = envoy_validate(&config);
         assert!(!ok, "validate accepted plugin configuration {bad}");
-        assert!(log.contains(expected), "validate log lacks {expected:?}:\n{log}");
+        assert!(
+            log.contains(expected),
+            "validate log lacks {expected:?}:\n{log}"
+        );
 
         // ... and a real start fails instead of running with defaults.
         let admin = SocketAddr::from(([127, 0, 0, 1], users.sidecar.admin_port));
@@ -120,12 +171,19 @@ async fn a_bad_plugin_configuration_stops_the_plugin_with_the_field_named() {
             concurrency: 1,
             log_path: dir.join("envoy.log"),
         };
-        let mut envoy = EnvoyProcess::spawn("users", admin, &cmd, Arc::new(AccessLog::new(false))).unwrap();
+        let mut envoy =
+            EnvoyProcess::spawn("users", admin, &cmd, Arc::new(AccessLog::new(false))).unwrap();
         let ready = envoy.wait_ready(Duration::from_secs(30)).await;
-        assert!(ready.is_err(), "Envoy became ready with plugin configuration {bad}");
+        assert!(
+            ready.is_err(),
+            "Envoy became ready with plugin configuration {bad}"
+        );
         let status = envoy.wait_exit(Duration::from_secs(30)).await.unwrap();
         assert!(!status.success());
         let log = log_tail(&cmd.log_path, 200);
-        assert!(log.contains(expected), "Envoy log lacks {expected:?}:\n{log}");
+        assert!(
+            log.contains(expected),
+            "Envoy log lacks {expected:?}:\n{log}"
+        );
     }
 }

@@ -23,9 +23,15 @@ async fn get(addr: SocketAddr, request_id: &str, demo: Option<&str>) -> Response
     if let Some(d) = demo {
         headers.push(("x-demo".to_string(), d.to_string()));
     }
-    http_client::send(addr, Method::GET, "/start?x=1", &headers, Duration::from_secs(30))
-        .await
-        .expect("request into frontend")
+    http_client::send(
+        addr,
+        Method::GET,
+        "/start?x=1",
+        &headers,
+        Duration::from_secs(30),
+    )
+    .await
+    .expect("request into frontend")
 }
 
 fn hop(line: &AccessLine) -> (String, String) {
@@ -69,22 +75,35 @@ async fn every_hop_logs_one_json_line_with_the_same_request_id() {
         .unwrap_or_else(|seen| panic!("expected 5 lines, got {seen:#?}"));
     assert_eq!(lines.len(), 5, "exactly one line per hop: {lines:#?}");
     let hops: BTreeSet<_> = lines.iter().map(hop).collect();
-    let expected: BTreeSet<_> = ALL_HOPS.iter().map(|(s, d)| (s.to_string(), d.to_string())).collect();
+    let expected: BTreeSet<_> = ALL_HOPS
+        .iter()
+        .map(|(s, d)| (s.to_string(), d.to_string()))
+        .collect();
     assert_eq!(hops, expected);
 
     for line in &lines {
         assert!(line.json.is_some(), "not JSON: {}", line.raw);
-        assert_eq!(line.sidecar, hop(line).0, "line came from its own sidecar's stdout");
+        assert_eq!(
+            line.sidecar,
+            hop(line).0,
+            "line came from its own sidecar's stdout"
+        );
         assert_eq!(status(line), 200);
         assert_eq!(line.num("meshkit.schema_version"), Some(1.0));
         assert_eq!(line.str("http.request.method"), Some("GET"));
-        assert_eq!(line.str("trace_id"), Some("0af7651916cd43dd8448eb211c80319c"));
+        assert_eq!(
+            line.str("trace_id"),
+            Some("0af7651916cd43dd8448eb211c80319c")
+        );
         assert_eq!(line.str("span_id"), Some("b7ad6b7169203331"));
         assert_eq!(line.str("envoy.response_flags"), Some("-"));
         assert_eq!(line.num("envoy.attempt_count"), Some(1.0));
         assert!(line.num("duration_ms").is_some(), "{}", line.raw);
         let ts = line.str("timestamp").unwrap();
-        assert!(ts.len() == 24 && ts.ends_with('Z') && ts.as_bytes()[19] == b'.', "RFC 3339 with ms: {ts}");
+        assert!(
+            ts.len() == 24 && ts.ends_with('Z') && ts.as_bytes()[19] == b'.',
+            "RFC 3339 with ms: {ts}"
+        );
     }
     let edge = find(&lines, "frontend", "inbound");
     assert_eq!(edge.str("url.path"), Some("/start"), "path without query");
@@ -95,11 +114,22 @@ async fn every_hop_logs_one_json_line_with_the_same_request_id() {
     assert_eq!(out.str("envoy.upstream_cluster"), Some("recipes"));
     assert_eq!(out.str("url.path"), Some("/recipes"));
     let recipes_port = mesh.mesh.service("recipes").unwrap().sidecar.inbound_port;
-    assert_eq!(out.str("envoy.upstream_host"), Some(format!("127.0.0.1:{recipes_port}").as_str()));
+    assert_eq!(
+        out.str("envoy.upstream_host"),
+        Some(format!("127.0.0.1:{recipes_port}").as_str())
+    );
 
     // A failure injected at the deepest service shows at every hop, with the right status.
-    let failed = get(entry, "it-fail-1", Some("users.status=503;users.code=CM503001")).await;
-    assert_eq!(failed.status, 500, "recipes and frontend apps answer a plain 500");
+    let failed = get(
+        entry,
+        "it-fail-1",
+        Some("users.status=503;users.code=CM503001"),
+    )
+    .await;
+    assert_eq!(
+        failed.status, 500,
+        "recipes and frontend apps answer a plain 500"
+    );
     let lines = mesh
         .access_log
         .wait_for_request("it-fail-1", 5, LOG_WAIT)
@@ -122,23 +152,43 @@ async fn a_dead_upstream_shows_as_uf_503_at_the_caller() {
     // Only the users app is gone: users' own sidecar fails to connect to it.
     assert!(mesh.stop_app("users"));
     get(entry, "it-app-down", None).await;
-    let lines = mesh.access_log.wait_for_request("it-app-down", 5, LOG_WAIT).await.unwrap();
+    let lines = mesh
+        .access_log
+        .wait_for_request("it-app-down", 5, LOG_WAIT)
+        .await
+        .unwrap();
     let users_in = find(&lines, "users", "inbound");
     assert_eq!(status(users_in), 503);
-    assert!(users_in.str("envoy.response_flags").unwrap().contains("UF"), "{}", users_in.raw);
+    assert!(
+        users_in.str("envoy.response_flags").unwrap().contains("UF"),
+        "{}",
+        users_in.raw
+    );
 
     // The whole users service is gone: recipes' outbound sidecar cannot connect (UF), and
     // its route retries connect failures once before giving up (URX).
     assert!(mesh.stop_service("users").await);
     get(entry, "it-svc-down", None).await;
-    let lines = mesh.access_log.wait_for_request("it-svc-down", 4, LOG_WAIT).await.unwrap();
+    let lines = mesh
+        .access_log
+        .wait_for_request("it-svc-down", 4, LOG_WAIT)
+        .await
+        .unwrap();
     assert_eq!(lines.len(), 4, "users logs nothing: {lines:#?}");
     let recipes_out = find(&lines, "recipes", "outbound");
     assert_eq!(status(recipes_out), 503);
     let flags = recipes_out.str("envoy.response_flags").unwrap();
-    assert!(flags.split(',').any(|f| f == "UF"), "flags {flags}: {}", recipes_out.raw);
+    assert!(
+        flags.split(',').any(|f| f == "UF"),
+        "flags {flags}: {}",
+        recipes_out.raw
+    );
     assert_eq!(recipes_out.str("envoy.upstream_cluster"), Some("users"));
-    assert_eq!(recipes_out.num("envoy.attempt_count"), Some(2.0), "num_retries: 1 in the spec");
+    assert_eq!(
+        recipes_out.num("envoy.attempt_count"),
+        Some(2.0),
+        "num_retries: 1 in the spec"
+    );
 
     mesh.shutdown().await;
 }

@@ -7,3 +7,16 @@ pub mod access_log;
 pub mod config;
 pub mod headers;
 pub mod trace_context;
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    /// Proves the wasm32 run is what it claims: the arithmetic under test has 32-bit usize.
+    #[test]
+    fn usize_width_matches_the_target() {
+        let expected = if cfg!(target_arch = "wasm32") { 32 } else { 64 };
+        assert_eq!(usize::BITS, expected);
+    }
+}

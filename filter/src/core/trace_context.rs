@@ -97,7 +97,7 @@ mod tests {
         let cases: Vec<Vec<u8>> = vec![
             b"".to_vec(),
             b"00".to_vec(),
-            VALID[..54].as_bytes().to_vec(),              // truncated
+            VALID.as_bytes()[..54].to_vec(),              // truncated
             format!("{VALID}-extra").into_bytes(),        // v00 must be exact
             VALID.replace("00-4b", "ff-4b").into_bytes(), // forbidden version
             VALID.to_uppercase().into_bytes(),            // upper-case hex
