@@ -3,6 +3,7 @@
 //! Envoy's stdout carries exactly the JSON access log (its own log goes to stderr), so each
 //! stdout line is one record. Waiting for lines is by notification, never by sleeping.
 
+use std::io::Write as _;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -49,7 +50,9 @@ impl AccessLog {
 
     pub fn push(&self, sidecar: &str, raw: String) {
         if self.echo {
-            println!("{raw}");
+            // Not println!: it panics when stdout is a closed pipe (`meshkit up | head`).
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{raw}").and_then(|_| out.flush());
         }
         let json = serde_json::from_str(&raw).ok();
         if let Ok(mut lines) = self.lines.lock() {

@@ -70,6 +70,8 @@ impl DemoApp {
             let mut connections = JoinSet::new();
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
+                    // e.g. out of file descriptors: back off instead of spinning.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 };
                 let config = config.clone();

@@ -1,9 +1,11 @@
 //! Test helpers shared by the integration tests here and the CLI tests in `cli/tests`: free
 //! ports, the example spec on free ports, scratch directories.
 
+use std::collections::BTreeSet;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
 
 use meshkit_sdk::model::Mesh;
 use meshkit_sdk::{load_str, Format};
@@ -15,16 +17,23 @@ const EXAMPLE_PORTS: [u16; 12] = [
     18081, 18001, 18101, 19001, 18082, 18002, 18102, 19002, 18083, 18003, 18103, 19003,
 ];
 
-/// `n` distinct ports that were free a moment ago (all held open together while choosing, so
-/// the kernel cannot hand out one twice).
+/// `n` distinct ports that were free a moment ago. They are held open together while choosing
+/// (so the kernel cannot hand out one twice), and never handed out twice in one test process
+/// (so parallel tests do not collide once the ports are released).
 pub fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port"))
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().expect("local addr").port())
-        .collect()
+    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    let mut held = Vec::new();
+    let mut ports = Vec::new();
+    while ports.len() < n {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+        let port = listener.local_addr().expect("local addr").port();
+        if handed_out.insert(port) {
+            ports.push(port);
+        }
+        held.push(listener);
+    }
+    ports
 }
 
 /// The example spec's text with every port replaced by a free one.
