@@ -7,7 +7,9 @@
 //! - `status=<code>`: answer with this status instead of calling upstreams;
 //! - `code=<APPCODE>`: set the `x-app-error-code` response header;
 //! - `latency=<duration>`: wait this long first (`250ms`, `2s`);
-//! - `body=<text>`: response body.
+//! - `body=<text>`: response body;
+//! - `problem=<APPCODE>`: answer `application/problem+json` with this `code` member (and no
+//!   code header) — the RFC 9457 way of reporting a code.
 //!
 //! Example: `x-demo: users.status=503;users.code=CM503001` makes `users` fail and everything
 //! in front of it see that failure. The app forwards `x-demo`, `x-request-id` and
@@ -105,6 +107,7 @@ struct Behaviour {
     code: Option<String>,
     latency: Option<Duration>,
     body: Option<String>,
+    problem: Option<String>,
 }
 
 fn behaviour(me: &str, directives: &str) -> Behaviour {
@@ -124,6 +127,7 @@ fn behaviour(me: &str, directives: &str) -> Behaviour {
             "code" => b.code = Some(value.to_string()),
             "latency" => b.latency = meshkit_sdk::duration::parse_duration(value).ok(),
             "body" => b.body = Some(value.to_string()),
+            "problem" => b.problem = Some(value.to_string()),
             _ => {}
         }
     }
@@ -148,6 +152,16 @@ async fn handle(
         tokio::time::sleep(latency).await;
     }
     if let Some(status) = b.status {
+        if let Some(code) = &b.problem {
+            let body = json!({"type": "about:blank", "title": "demo failure", "status": status,
+                              "code": code, "service": config.name});
+            let mut r = reply(status, body.to_string(), None, &config.name);
+            r.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/problem+json"),
+            );
+            return Ok(r);
+        }
         let body = b.body.unwrap_or_else(|| {
             json!({"service": config.name, "status": status, "code": b.code}).to_string()
         });

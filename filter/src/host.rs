@@ -3,36 +3,71 @@
 //! Only `hostcalls::*` are used, never the `Context` trait helpers: those `unwrap()` host errors
 //! (e.g. `set_property`), and a panic here would kill the VM and fail every request on the worker.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel, MapType};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
 
 use crate::core::access_log;
-use crate::core::config::PluginConfig;
+use crate::core::catalog::Catalog;
+use crate::core::cause_table::{self, Cause, SharedStore};
+use crate::core::config::{Direction, PluginConfig};
+use crate::core::error_code::MeshCode;
+use crate::core::extract::{self, Extracted, Source};
 use crate::core::headers::HeaderSource;
+use crate::core::local_reply::{self, LocalReplies};
+use crate::core::metrics::CardinalityCap;
+use crate::core::propagation;
+use crate::core::report::{decide, ErrorReport, ResponseFacts};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(MeshkitRoot::default()) });
 }}
 
+/// Everything a plugin instance needs on the request path, built once in `on_configure`.
+struct Plugin {
+    config: PluginConfig,
+    catalog: Catalog,
+    metrics: RefCell<Metrics>,
+}
+
+/// Metric ids by name, defined lazily once per VM; the name set is bounded by the cap.
+struct Metrics {
+    cap: CardinalityCap,
+    ids: HashMap<String, u32>,
+}
+
+impl Metrics {
+    fn increment(&mut self, name: String) {
+        let id = match self.ids.get(&name) {
+            Some(id) => *id,
+            None => match hostcalls::define_metric(MetricType::Counter, &name) {
+                Ok(id) => *self.ids.entry(name).or_insert(id),
+                Err(status) => {
+                    log::warn!("meshkit: cannot define metric {name}: {status:?}");
+                    return;
+                }
+            },
+        };
+        let _ = hostcalls::increment_metric(id, 1);
+    }
+}
+
 /// One per plugin per worker VM: owns the parsed configuration.
 #[derive(Default)]
 struct MeshkitRoot {
-    config: Option<Rc<PluginConfig>>,
+    plugin: Option<Rc<Plugin>>,
 }
 
 impl Context for MeshkitRoot {}
 
 impl RootContext for MeshkitRoot {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
-        let bytes = match hostcalls::get_buffer(
-            proxy_wasm::types::BufferType::PluginConfiguration,
-            0,
-            usize::MAX,
-        ) {
+        let bytes = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
             Ok(Some(bytes)) => bytes,
             Ok(None) => {
                 log::error!(
@@ -48,11 +83,20 @@ impl RootContext for MeshkitRoot {
         match PluginConfig::parse(&bytes) {
             Ok(config) => {
                 log::info!(
-                    "meshkit: configured service={} direction={}",
+                    "meshkit: configured service={} direction={} catalog={} codes",
                     config.service,
-                    config.direction.as_str()
+                    config.direction.as_str(),
+                    config.errors.catalog.len()
                 );
-                self.config = Some(Rc::new(config));
+                let cap = CardinalityCap::new(config.errors.max_metric_codes as usize);
+                self.plugin = Some(Rc::new(Plugin {
+                    catalog: Catalog::new(&config.errors.catalog),
+                    config,
+                    metrics: RefCell::new(Metrics {
+                        cap,
+                        ids: HashMap::new(),
+                    }),
+                }));
                 true
             }
             Err(e) => {
@@ -64,8 +108,13 @@ impl RootContext for MeshkitRoot {
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        let config = self.config.clone()?;
-        Some(Box::new(MeshkitHttp { config }))
+        let plugin = self.plugin.clone()?;
+        Some(Box::new(MeshkitHttp {
+            plugin,
+            request_id: None,
+            grpc_caller: false,
+            pending: Pending::None,
+        }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -73,30 +122,370 @@ impl RootContext for MeshkitRoot {
     }
 }
 
+/// Work a response callback left for a later one.
+enum Pending {
+    None,
+    /// Replace Envoy's local-reply body with this report's problem+json once it is complete.
+    ReplaceBody(ErrorReport, u16),
+    /// Read the app's problem+json body (headers are held until then).
+    ProblemBody {
+        is_error: bool,
+    },
+    /// gRPC: the status and its details come in trailers.
+    Trailers,
+}
+
 /// One per HTTP stream.
 struct MeshkitHttp {
-    config: Rc<PluginConfig>,
+    plugin: Rc<Plugin>,
+    request_id: Option<Vec<u8>>,
+    /// The caller speaks gRPC: errors are reported as gRPC statuses, not problem+json.
+    grpc_caller: bool,
+    pending: Pending,
 }
 
 impl Context for MeshkitHttp {}
 
 impl HttpContext for MeshkitHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        for (field, value) in
-            access_log::request_fields(&self.config, &Headers(MapType::HttpRequestHeaders))
-        {
+        let request = Headers(MapType::HttpRequestHeaders);
+        // meshkit's headers only ever come from meshkit: nobody can send us an origin.
+        for name in propagation::ALL {
+            request.remove(name);
+        }
+        self.request_id = request.header("x-request-id");
+        self.grpc_caller = request
+            .header("content-type")
+            .is_some_and(|ct| ct.starts_with(b"application/grpc"));
+        for (field, value) in access_log::request_fields(&self.plugin.config, &request) {
             set_filter_state(field.property(), value.as_bytes());
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        let plugin = self.plugin.clone();
+        let config = &plugin.config;
+        let response = Headers(MapType::HttpResponseHeaders);
+        if config.direction == Direction::Inbound {
+            // The app cannot speak for the mesh either: only this sidecar stamps.
+            for name in propagation::ALL {
+                response.remove(name);
+            }
+        }
+        let status = response
+            .header(":status")
+            .and_then(|s| std::str::from_utf8(&s).ok()?.parse::<u16>().ok())
+            .unwrap_or(0);
+        let grpc_status = response.header("grpc-status");
+        let is_error = status >= 400 || grpc_status.as_deref().is_some_and(|s| s != b"0");
+        let grpc_response = response
+            .header("content-type")
+            .is_some_and(|ct| ct.starts_with(b"application/grpc"));
+        // A gRPC response whose status is not in the headers carries it in trailers.
+        let status_in_trailers = grpc_response && grpc_status.is_none() && !end_of_stream;
+
+        if let Some(mesh) = local_reply() {
+            let report = self.finish(ResponseFacts {
+                local_reply: Some(mesh),
+                ..self.facts(true)
+            });
+            if let Some(report) = report {
+                self.rewrite_local_reply(&response, report, status, end_of_stream);
+            }
+            return Action::Continue;
+        }
+
+        match config.direction {
+            Direction::Outbound => {
+                let propagated = propagation::read(&response);
+                if propagated.is_none() && status_in_trailers {
+                    self.pending = Pending::Trailers;
+                    return Action::Continue;
+                }
+                self.finish(ResponseFacts {
+                    propagated,
+                    ..self.facts(is_error)
+                });
+            }
+            Direction::Inbound => {
+                let errors = &config.errors;
+                let extracted = extract::from_header(&response, &errors.app_header)
+                    .or_else(|| extract::from_grpc(&response, errors.grpc_detail_type.as_deref()));
+                if extracted == Extracted::Absent {
+                    if status_in_trailers {
+                        self.pending = Pending::Trailers;
+                        return Action::Continue;
+                    }
+                    let problem = response
+                        .header("content-type")
+                        .is_some_and(|ct| extract::is_problem_json(&ct));
+                    if is_error
+                        && problem
+                        && errors.problem_json_max_body_bytes.is_some()
+                        && !end_of_stream
+                    {
+                        self.pending = Pending::ProblemBody { is_error };
+                        return Action::Pause;
+                    }
+                }
+                if let Some(report) = self.finish(ResponseFacts {
+                    extracted,
+                    ..self.facts(is_error)
+                }) {
+                    stamp(&response, &report);
+                }
+            }
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        match std::mem::replace(&mut self.pending, Pending::None) {
+            Pending::ReplaceBody(report, status) => {
+                if !end_of_stream {
+                    self.pending = Pending::ReplaceBody(report, status);
+                    return Action::Pause;
+                }
+                let detail = read_body(body_size.min(local_reply::MAX_DETAIL_LEN));
+                let request_id = self
+                    .request_id
+                    .as_deref()
+                    .and_then(|id| std::str::from_utf8(id).ok());
+                let body = local_reply::problem_json(&report, status, detail.trim(), request_id);
+                if let Err(s) = hostcalls::set_buffer(
+                    BufferType::HttpResponseBody,
+                    0,
+                    body_size,
+                    body.as_bytes(),
+                ) {
+                    log::warn!("meshkit: cannot replace local reply body: {s:?}");
+                }
+                Action::Continue
+            }
+            Pending::ProblemBody { is_error } => {
+                let max = self
+                    .plugin
+                    .config
+                    .errors
+                    .problem_json_max_body_bytes
+                    .unwrap_or(0) as usize;
+                let extracted = if body_size > max {
+                    Extracted::Malformed {
+                        source: Source::ProblemJson,
+                        reason: format!("body exceeds {max} bytes"),
+                    }
+                } else if !end_of_stream {
+                    self.pending = Pending::ProblemBody { is_error };
+                    return Action::Pause;
+                } else {
+                    extract::from_problem_json(&read_body(body_size).into_bytes(), max)
+                };
+                if let Some(report) = self.finish(ResponseFacts {
+                    extracted,
+                    ..self.facts(is_error)
+                }) {
+                    // Headers were held in on_http_response_headers, so they can still change.
+                    stamp(&Headers(MapType::HttpResponseHeaders), &report);
+                }
+                Action::Continue
+            }
+            other => {
+                self.pending = other;
+                Action::Continue
+            }
+        }
+    }
+
+    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+        if !matches!(self.pending, Pending::Trailers) {
+            return Action::Continue;
+        }
+        self.pending = Pending::None;
+        let trailers = Headers(MapType::HttpResponseTrailers);
+        let is_error = trailers.header("grpc-status").is_some_and(|s| s != b"0");
+        match self.plugin.config.direction {
+            Direction::Outbound => {
+                self.finish(ResponseFacts {
+                    propagated: propagation::read(&trailers),
+                    ..self.facts(is_error)
+                });
+            }
+            Direction::Inbound => {
+                for name in propagation::ALL {
+                    trailers.remove(name);
+                }
+                let errors = &self.plugin.config.errors;
+                let extracted = extract::from_header(&trailers, &errors.app_header)
+                    .or_else(|| extract::from_grpc(&trailers, errors.grpc_detail_type.as_deref()));
+                if let Some(report) = self.finish(ResponseFacts {
+                    extracted,
+                    ..self.facts(is_error)
+                }) {
+                    stamp(&trailers, &report);
+                }
+            }
         }
         Action::Continue
     }
 }
 
-/// A header map of the current stream, read through the host.
+impl MeshkitHttp {
+    /// The facts common to every response of this stream.
+    fn facts(&self, is_error: bool) -> ResponseFacts {
+        let config = &self.plugin.config;
+        let upstream = match config.direction {
+            Direction::Outbound => property_string(&["xds", "cluster_name"]),
+            Direction::Inbound => None,
+        };
+        // Only an inbound error can use a remembered cause; skip the shared-data read otherwise.
+        let remembered = match (config.direction, is_error, &self.request_id) {
+            (Direction::Inbound, true, Some(id)) => cause_table::recall(&SharedData, id),
+            _ => None,
+        };
+        ResponseFacts {
+            direction: config.direction,
+            service: config.service.clone(),
+            upstream,
+            local_reply: None,
+            extracted: Extracted::Absent,
+            propagated: None,
+            remembered,
+            is_error,
+        }
+    }
+
+    /// Decides, then records: cause table (outbound), metrics, access log fields.
+    fn finish(&self, facts: ResponseFacts) -> Option<ErrorReport> {
+        let config = &self.plugin.config;
+        let upstream = match config.direction {
+            Direction::Inbound => "local_app".to_string(),
+            Direction::Outbound => facts.upstream.clone().unwrap_or_else(|| "none".into()),
+        };
+        let report = decide(&self.plugin.catalog, facts)?;
+        if config.direction == Direction::Outbound {
+            if let (Some(code), Some(id)) = (&report.code, &self.request_id) {
+                let cause = Cause {
+                    origin: report.origin.clone(),
+                    code: code.clone(),
+                };
+                cause_table::remember(&SharedData, id, &cause);
+            }
+        }
+        if let Ok(mut metrics) = self.plugin.metrics.try_borrow_mut() {
+            let name = metrics.cap.error_metric(
+                &config.service,
+                config.direction.as_str(),
+                &upstream,
+                &report,
+            );
+            metrics.increment(name);
+        }
+        for (field, value) in access_log::error_fields(&report) {
+            set_filter_state(field.property(), value.as_bytes());
+        }
+        if let Some(reason) = &report.malformed {
+            log::debug!("meshkit: malformed error carrier: {reason}");
+        }
+        Some(report)
+    }
+
+    /// Makes an Envoy-generated failure uniform, per the listener's `local_replies` setting.
+    fn rewrite_local_reply(
+        &mut self,
+        response: &Headers,
+        report: ErrorReport,
+        status: u16,
+        end_of_stream: bool,
+    ) {
+        let mode = self.plugin.config.local_replies;
+        if mode == LocalReplies::Off {
+            return;
+        }
+        stamp(response, &report);
+        if mode != LocalReplies::HeadersAndBody {
+            return;
+        }
+        if self.grpc_caller {
+            for (name, value) in local_reply::grpc_headers(&report, &self.plugin.catalog) {
+                response.set(name, &value);
+            }
+        } else if !end_of_stream {
+            response.set("content-type", "application/problem+json");
+            response.remove("content-length");
+            self.pending = Pending::ReplaceBody(report, status);
+        }
+    }
+}
+
+/// The mesh code when Envoy generated this response itself (not `via_upstream`).
+fn local_reply() -> Option<MeshCode> {
+    let details = property_string(&["response", "code_details"])?;
+    if details == "via_upstream" {
+        return None;
+    }
+    let flags = hostcalls::get_property(vec!["response", "flags"])
+        .ok()
+        .flatten()?;
+    let bytes: [u8; 8] = flags.get(..8)?.try_into().ok()?;
+    MeshCode::from_response_flags(u64::from_le_bytes(bytes))
+}
+
+fn property_string(path: &[&str]) -> Option<String> {
+    let bytes = hostcalls::get_property(path.to_vec()).ok().flatten()?;
+    String::from_utf8(bytes).ok()
+}
+
+/// Up to `len` bytes of the buffered response body, as lossy UTF-8.
+fn read_body(len: usize) -> String {
+    hostcalls::get_buffer(BufferType::HttpResponseBody, 0, len)
+        .ok()
+        .flatten()
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
+}
+
+fn stamp(headers: &Headers, report: &ErrorReport) {
+    for (name, value) in propagation::stamp(report) {
+        headers.set(name, &value);
+    }
+}
+
+/// A header map of the current stream, read and written through the host.
 struct Headers(MapType);
+
+impl Headers {
+    fn set(&self, name: &str, value: &str) {
+        if let Err(s) = hostcalls::set_map_value(self.0, name, Some(value)) {
+            log::warn!("meshkit: cannot set {name}: {s:?}");
+        }
+    }
+
+    fn remove(&self, name: &str) {
+        let _ = hostcalls::set_map_value(self.0, name, None);
+    }
+}
 
 impl HeaderSource for Headers {
     fn header(&self, name: &str) -> Option<Vec<u8>> {
         hostcalls::get_map_value_bytes(self.0, name).ok().flatten()
+    }
+}
+
+/// proxy-wasm shared data: one store per VM id, shared by every worker and both listeners.
+struct SharedData;
+
+impl SharedStore for SharedData {
+    fn get(&self, key: &str) -> Option<Vec<u8>> {
+        hostcalls::get_shared_data(key)
+            .ok()
+            .and_then(|(value, _cas)| value)
+    }
+
+    fn set(&self, key: &str, value: &[u8]) {
+        if let Err(s) = hostcalls::set_shared_data(key, Some(value), None) {
+            log::warn!("meshkit: cannot write shared data {key}: {s:?}");
+        }
     }
 }
 

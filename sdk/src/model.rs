@@ -5,10 +5,13 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 pub use crate::spec::Protocol;
+pub use meshkit_filter::core::config::ErrorSettings;
+pub use meshkit_filter::core::local_reply::LocalReplies;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Mesh {
     pub name: String,
+    pub errors: ErrorSettings,
     pub services: Vec<Service>,
 }
 
@@ -17,6 +20,7 @@ pub struct Service {
     pub name: String,
     pub app: App,
     pub sidecar: Sidecar,
+    pub local_replies: LocalReplies,
     pub upstreams: Vec<Upstream>,
 }
 

@@ -5,6 +5,8 @@
 //! Unknown fields are not rejected by serde here: the loader collects all of them so the user
 //! sees every typo at once, not one per run.
 
+use meshkit_filter::core::config::ErrorSettings;
+use meshkit_filter::core::local_reply::LocalReplies;
 use serde::Deserialize;
 
 pub const SPEC_VERSION: u32 = 1;
@@ -15,6 +17,9 @@ pub struct MeshSpec {
     pub version: u32,
     /// Name of the mesh, used in node metadata.
     pub mesh: String,
+    /// How apps report error codes, and the catalog of codes (see the README).
+    #[serde(default)]
+    pub errors: ErrorSettings,
     #[serde(default)]
     pub services: Vec<ServiceSpec>,
 }
@@ -24,6 +29,10 @@ pub struct ServiceSpec {
     pub name: String,
     pub app: AppSpec,
     pub sidecar: SidecarSpec,
+    /// How this sidecar rewrites failures Envoy generates: `off`, `headers`,
+    /// `headers_and_body` (default).
+    #[serde(default)]
+    pub local_replies: LocalReplies,
     #[serde(default)]
     pub upstreams: Vec<UpstreamSpec>,
 }

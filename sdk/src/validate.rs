@@ -191,6 +191,9 @@ pub fn validate(spec: &MeshSpec) -> Result<Mesh, Problems> {
         }
     }
 
+    for (path, message) in spec.errors.problems() {
+        c.push(format!("errors.{path}"), message);
+    }
     check_ports(&spec.services, &mut c);
 
     let services = spec
@@ -202,6 +205,7 @@ pub fn validate(spec: &MeshSpec) -> Result<Mesh, Problems> {
 
     c.finish(Mesh {
         name: spec.mesh.clone(),
+        errors: spec.errors.clone(),
         services,
     })
 }
@@ -298,6 +302,7 @@ fn service(i: usize, s: &ServiceSpec, spec: &MeshSpec, c: &mut Collector) -> Ser
         name: s.name.clone(),
         app,
         sidecar,
+        local_replies: s.local_replies,
         upstreams,
     }
 }

@@ -7,6 +7,7 @@
 
 use super::config::PluginConfig;
 use super::headers::HeaderSource;
+use super::report::ErrorReport;
 use super::trace_context::parse_traceparent;
 
 /// A field the filter writes into filter state for the access log.
@@ -16,14 +17,26 @@ pub enum FilterField {
     Direction,
     TraceId,
     SpanId,
+    ErrorCode,
+    ErrorOrigin,
+    ErrorCause,
+    ErrorRetryable,
+    ErrorClassification,
+    ErrorSource,
 }
 
 impl FilterField {
-    pub const ALL: [FilterField; 4] = [
+    pub const ALL: [FilterField; 10] = [
         FilterField::Service,
         FilterField::Direction,
         FilterField::TraceId,
         FilterField::SpanId,
+        FilterField::ErrorCode,
+        FilterField::ErrorOrigin,
+        FilterField::ErrorCause,
+        FilterField::ErrorRetryable,
+        FilterField::ErrorClassification,
+        FilterField::ErrorSource,
     ];
 
     /// The filter-state property the filter sets (one path element that contains dots; Envoy
@@ -34,6 +47,12 @@ impl FilterField {
             FilterField::Direction => "meshkit.direction",
             FilterField::TraceId => "meshkit.trace_id",
             FilterField::SpanId => "meshkit.span_id",
+            FilterField::ErrorCode => "meshkit.error.code",
+            FilterField::ErrorOrigin => "meshkit.error.origin",
+            FilterField::ErrorCause => "meshkit.error.cause",
+            FilterField::ErrorRetryable => "meshkit.error.retryable",
+            FilterField::ErrorClassification => "meshkit.error.classification",
+            FilterField::ErrorSource => "meshkit.error.source",
         }
     }
 
@@ -44,6 +63,8 @@ impl FilterField {
             FilterField::Direction => "meshkit.direction",
             FilterField::TraceId => "trace_id",
             FilterField::SpanId => "span_id",
+            // The error fields are meshkit's own; the filter-state name is the log key.
+            other => other.property(),
         }
     }
 }
@@ -71,6 +92,26 @@ pub fn request_fields(
     fields
 }
 
+/// The fields describing the error reported for a response.
+pub fn error_fields(report: &ErrorReport) -> Vec<(FilterField, String)> {
+    let mut fields = vec![
+        (FilterField::ErrorOrigin, report.origin.clone()),
+        (FilterField::ErrorRetryable, report.retryable.to_string()),
+        (
+            FilterField::ErrorClassification,
+            report.classification.as_str().to_string(),
+        ),
+        (FilterField::ErrorSource, report.source.as_str().to_string()),
+    ];
+    if let Some(code) = &report.code {
+        fields.push((FilterField::ErrorCode, code.clone()));
+    }
+    if let Some(cause) = &report.cause {
+        fields.push((FilterField::ErrorCause, cause.display()));
+    }
+    fields
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,6 +124,8 @@ mod tests {
         PluginConfig {
             service: "recipes".into(),
             direction: Direction::Inbound,
+            local_replies: Default::default(),
+            errors: Default::default(),
         }
     }
 

@@ -6,6 +6,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::catalog::{catalog_problems, CatalogEntry};
+use super::local_reply::LocalReplies;
+
 /// Which side of the sidecar a listener is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -32,6 +35,125 @@ pub struct PluginConfig {
     /// The mesh service this sidecar belongs to (`[a-z0-9-]`, 1–63 bytes, as in the mesh spec).
     pub service: String,
     pub direction: Direction,
+    /// How Envoy-made failures are rewritten on this listener.
+    #[serde(default)]
+    pub local_replies: LocalReplies,
+    /// Mesh-wide error settings (the same on every listener).
+    #[serde(default)]
+    pub errors: ErrorSettings,
+}
+
+/// How apps report error codes, and the catalog of codes. Mesh-wide: the SDK copies the
+/// spec's `errors` section into every listener.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorSettings {
+    /// Response header apps put their error code in.
+    #[serde(default = "default_app_header")]
+    pub app_header: String,
+    /// Full name of the team's application error message in gRPC status details (a message
+    /// whose field 1 is the string `code`), e.g. `acme.common.ApplicationError`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc_detail_type: Option<String>,
+    /// Read the `code` member of `application/problem+json` error bodies up to this size;
+    /// absent = do not read bodies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem_json_max_body_bytes: Option<u32>,
+    /// Distinct codes (and origins) each VM admits as metric labels before counting `other`.
+    #[serde(default = "default_max_metric_codes")]
+    pub max_metric_codes: u32,
+    #[serde(default)]
+    pub catalog: Vec<CatalogEntry>,
+}
+
+impl Default for ErrorSettings {
+    fn default() -> Self {
+        ErrorSettings {
+            app_header: default_app_header(),
+            grpc_detail_type: None,
+            problem_json_max_body_bytes: None,
+            max_metric_codes: default_max_metric_codes(),
+            catalog: Vec::new(),
+        }
+    }
+}
+
+fn default_app_header() -> String {
+    "x-app-error-code".into()
+}
+
+fn default_max_metric_codes() -> u32 {
+    32
+}
+
+/// Upper bounds for the error settings.
+pub const MAX_PROBLEM_JSON_BODY: u32 = 1024 * 1024;
+pub const MAX_METRIC_CODES: u32 = 1000;
+
+impl ErrorSettings {
+    /// Every problem, as `(path relative to the settings, message)`; shared with the SDK.
+    pub fn problems(&self) -> Vec<(String, String)> {
+        let mut p = Vec::new();
+        let h = self.app_header.as_bytes();
+        if h.is_empty()
+            || h.len() > 64
+            || !h
+                .iter()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        {
+            p.push((
+                "app_header".into(),
+                format!("{:?} is not a lower-case header name", self.app_header),
+            ));
+        } else if self.app_header.starts_with("x-meshkit-") || self.app_header.starts_with("grpc-")
+        {
+            p.push((
+                "app_header".into(),
+                format!("{:?} is reserved (x-meshkit-*, grpc-*)", self.app_header),
+            ));
+        }
+        if let Some(t) = &self.grpc_detail_type {
+            let ok = !t.is_empty()
+                && t.len() <= 256
+                && !t.starts_with('.')
+                && !t.ends_with('.')
+                && t.split('.').all(|part| {
+                    part.chars()
+                        .next()
+                        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                        && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                });
+            if !ok {
+                p.push((
+                    "grpc_detail_type".into(),
+                    format!(
+                        "{t:?} is not a protobuf message full name (e.g. acme.ApplicationError)"
+                    ),
+                ));
+            }
+        }
+        if let Some(n) = self.problem_json_max_body_bytes {
+            if n == 0 || n > MAX_PROBLEM_JSON_BODY {
+                p.push((
+                    "problem_json_max_body_bytes".into(),
+                    format!("must be between 1 and {MAX_PROBLEM_JSON_BODY}, got {n}"),
+                ));
+            }
+        }
+        if self.max_metric_codes == 0 || self.max_metric_codes > MAX_METRIC_CODES {
+            p.push((
+                "max_metric_codes".into(),
+                format!(
+                    "must be between 1 and {MAX_METRIC_CODES}, got {}",
+                    self.max_metric_codes
+                ),
+            ));
+        }
+        for (path, message) in catalog_problems(&self.catalog) {
+            p.push((format!("catalog{path}"), message));
+        }
+        p
+    }
 }
 
 /// Longest service name: a DNS label, which is also what keeps metric names bounded.
@@ -75,6 +197,12 @@ impl PluginConfig {
                 ),
             });
         }
+        if let Some((path, message)) = self.errors.problems().into_iter().next() {
+            return Err(ConfigError {
+                path: format!("errors.{path}"),
+                message,
+            });
+        }
         Ok(())
     }
 
@@ -111,6 +239,8 @@ mod tests {
         let c = PluginConfig::parse(br#"{"service":"recipes","direction":"outbound"}"#).unwrap();
         assert_eq!(c.service, "recipes");
         assert_eq!(c.direction, Direction::Outbound);
+        assert_eq!(c.local_replies, LocalReplies::HeadersAndBody);
+        assert_eq!(c.errors, ErrorSettings::default());
         assert_eq!(PluginConfig::parse(c.to_json().as_bytes()).unwrap(), c);
     }
 
@@ -141,6 +271,28 @@ mod tests {
             let json = format!(r#"{{"service":{bad:?},"direction":"inbound"}}"#);
             assert_eq!(err(&json).path, "service", "{bad:?}");
         }
+    }
+
+    #[test]
+    fn error_settings_problems_name_the_field() {
+        let e = err(r#"{"service":"a","direction":"inbound","errors":{"app_header":"X Bad"}}"#);
+        assert_eq!(e.path, "errors.app_header");
+        let e = err(r#"{"service":"a","direction":"inbound","errors":{"max_metric_codes":0}}"#);
+        assert_eq!(e.path, "errors.max_metric_codes");
+        let e =
+            err(r#"{"service":"a","direction":"inbound","errors":{"grpc_detail_type":"a..b"}}"#);
+        assert_eq!(e.path, "errors.grpc_detail_type");
+        let e = err(
+            r#"{"service":"a","direction":"inbound","errors":{"catalog":[
+                {"code":"CM1","http_status":503,"grpc_status":"UNAVAILABLE","retryable":true,"message":"m"},
+                {"code":"CM1","http_status":503,"grpc_status":"UNAVAILABLE","retryable":true,"message":"m"}]}}"#,
+        );
+        assert_eq!(e.path, "errors.catalog[1].code");
+        let e =
+            err(r#"{"service":"a","direction":"inbound","errors":{"catalog":[{"code":"CM1"}]}}"#);
+        assert!(e.path.starts_with("errors.catalog[0]"), "{e}");
+        let e = err(r#"{"service":"a","direction":"inbound","local_replies":"sometimes"}"#);
+        assert_eq!(e.path, "local_replies");
     }
 
     #[test]

@@ -4,8 +4,17 @@
 //! decides, and the host writes the result back (filter state, headers).
 
 pub mod access_log;
+pub mod catalog;
+pub mod cause_table;
 pub mod config;
+pub mod error_code;
+pub mod extract;
+pub mod grpc_status;
 pub mod headers;
+pub mod local_reply;
+pub mod metrics;
+pub mod propagation;
+pub mod report;
 pub mod trace_context;
 
 #[cfg(test)]

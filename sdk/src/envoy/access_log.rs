@@ -82,6 +82,27 @@ pub const FIELDS: &[(&str, Source)] = &[
         Source::Envoy("%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"),
     ),
     ("client.port", Source::Envoy("%DOWNSTREAM_REMOTE_PORT%")),
+    ("meshkit.error.code", Source::Filter(FilterField::ErrorCode)),
+    (
+        "meshkit.error.origin",
+        Source::Filter(FilterField::ErrorOrigin),
+    ),
+    (
+        "meshkit.error.cause",
+        Source::Filter(FilterField::ErrorCause),
+    ),
+    (
+        "meshkit.error.retryable",
+        Source::Filter(FilterField::ErrorRetryable),
+    ),
+    (
+        "meshkit.error.classification",
+        Source::Filter(FilterField::ErrorClassification),
+    ),
+    (
+        "meshkit.error.source",
+        Source::Filter(FilterField::ErrorSource),
+    ),
 ];
 
 /// The stdout access log with the JSON format above.

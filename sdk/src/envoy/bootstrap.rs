@@ -6,6 +6,7 @@ use envoy_types::pb::google::protobuf::{value, Struct, Value};
 
 use super::cluster::{cluster, socket, LOCAL_APP_CLUSTER};
 use super::listener;
+use super::stats;
 use crate::model::{Mesh, Service};
 
 /// What the spec does not say but the rendered config needs.
@@ -46,12 +47,13 @@ pub fn bootstrap(mesh: &Mesh, service: &Service, options: &BootstrapOptions) -> 
         }),
         static_resources: Some(bootstrap::StaticResources {
             listeners: vec![
-                listener::inbound(service, &options.wasm_path),
-                listener::outbound(service, &options.wasm_path),
+                listener::inbound(mesh, service, &options.wasm_path),
+                listener::outbound(mesh, service, &options.wasm_path),
             ],
             clusters,
             ..Default::default()
         }),
+        stats_config: Some(stats::stats_config()),
         ..Default::default()
     }
 }

@@ -20,9 +20,9 @@ use super::access_log::stdout_json_access_log;
 use super::any::{duration, pack};
 use super::cluster::{socket, LOCAL_APP_CLUSTER};
 use super::wasm_filter::meshkit_http_filter;
-use crate::model::{PathMatch, RetryPolicy, Service};
+use crate::model::{Mesh, PathMatch, RetryPolicy, Service};
 
-pub fn inbound(service: &Service, wasm_path: &str) -> Listener {
+pub fn inbound(mesh: &Mesh, service: &Service, wasm_path: &str) -> Listener {
     let route = EnvoyRoute {
         r#match: Some(path_match(&PathMatch::Prefix("/".into()))),
         action: Some(route::Action::Route(RouteAction {
@@ -41,6 +41,7 @@ pub fn inbound(service: &Service, wasm_path: &str) -> Listener {
         ..Default::default()
     };
     listener(
+        mesh,
         service,
         Direction::Inbound,
         &service.sidecar.address,
@@ -50,7 +51,7 @@ pub fn inbound(service: &Service, wasm_path: &str) -> Listener {
     )
 }
 
-pub fn outbound(service: &Service, wasm_path: &str) -> Listener {
+pub fn outbound(mesh: &Mesh, service: &Service, wasm_path: &str) -> Listener {
     let routes = service
         .upstreams
         .iter()
@@ -78,6 +79,7 @@ pub fn outbound(service: &Service, wasm_path: &str) -> Listener {
         ..Default::default()
     };
     listener(
+        mesh,
         service,
         Direction::Outbound,
         "127.0.0.1",
@@ -88,6 +90,7 @@ pub fn outbound(service: &Service, wasm_path: &str) -> Listener {
 }
 
 fn listener(
+    mesh: &Mesh,
     service: &Service,
     direction: Direction,
     host: &str,
@@ -99,6 +102,8 @@ fn listener(
     let plugin = PluginConfig {
         service: service.name.clone(),
         direction,
+        local_replies: service.local_replies,
+        errors: mesh.errors.clone(),
     };
     let hcm = HttpConnectionManager {
         stat_prefix: name.into(),

@@ -7,6 +7,7 @@ mod any;
 pub mod bootstrap;
 mod cluster;
 mod listener;
+mod stats;
 mod wasm_filter;
 
 pub use bootstrap::{bootstrap, BootstrapOptions};

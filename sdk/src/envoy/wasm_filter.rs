@@ -8,7 +8,7 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
     http_filter, HttpFilter,
 };
 use envoy_types::pb::envoy::extensions::wasm::v3::{plugin_config, PluginConfig, VmConfig};
-use envoy_types::pb::google::protobuf::StringValue;
+use envoy_types::pb::google::protobuf::{BoolValue, StringValue};
 use meshkit_filter::core::config::PluginConfig as MeshkitConfig;
 
 use super::any::pack;
@@ -38,6 +38,10 @@ pub fn meshkit_http_filter(config: &MeshkitConfig, wasm_path: &str) -> HttpFilte
             value: config.to_json(),
         })),
         vm: Some(plugin_config::Vm::VmConfig(vm)),
+        // The filter holds response headers while it reads a problem+json body, then stamps
+        // them. Without this Envoy turns that StopIteration into StopAllIteration and the body
+        // callback never runs.
+        allow_on_headers_stop_iteration: Some(BoolValue { value: true }),
         ..Default::default()
     };
     HttpFilter {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use meshkit_cli::local_mesh::{LocalMesh, LocalMeshOptions};
 use meshkit_cli::locate;
 use meshkit_sdk::model::Mesh;
-pub use meshkit_tests::{example_mesh, scratch_dir, EXAMPLE};
+pub use meshkit_tests::{example_mesh, example_spec_text, scratch_dir, EXAMPLE};
 
 pub fn envoy() -> PathBuf {
     locate::envoy().expect("Envoy (run scripts/setup.sh)")
