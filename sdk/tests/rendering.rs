@@ -75,10 +75,18 @@ fn both_listeners_run_meshkit_before_the_router_and_log_json() {
         );
         let config: Value =
             serde_json::from_str(plugin["configuration"]["value"].as_str().unwrap()).unwrap();
+        assert_eq!(config["service"], "recipes");
+        assert_eq!(config["direction"], direction);
+        assert_eq!(config["local_replies"], "headers_and_body");
+        assert_eq!(config["errors"]["catalog"].as_array().unwrap().len(), 3);
         assert_eq!(
-            config,
-            serde_json::json!({"service": "recipes", "direction": direction})
+            config["errors"]["grpc_detail_type"],
+            "meshkit.demo.ApplicationError"
         );
+        // What the SDK renders is exactly what the filter accepts.
+        let text = plugin["configuration"]["value"].as_str().unwrap();
+        meshkit_filter::core::config::PluginConfig::parse(text.as_bytes()).unwrap();
+        assert_eq!(plugin["allow_on_headers_stop_iteration"], true);
 
         let log = &hcm["access_log"][0];
         assert_eq!(log["name"], "envoy.access_loggers.stdout");
@@ -89,6 +97,27 @@ fn both_listeners_run_meshkit_before_the_router_and_log_json() {
         );
         assert_eq!(format["meshkit.schema_version"], 1.0);
     }
+}
+
+#[test]
+fn stats_tags_extract_the_error_labels() {
+    let b = bootstrap("users");
+    let tags = b["stats_config"]["stats_tags"].as_array().unwrap();
+    let names: Vec<_> = tags
+        .iter()
+        .map(|t| t["tag_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "service",
+            "direction",
+            "upstream",
+            "origin",
+            "classification",
+            "code"
+        ]
+    );
 }
 
 #[test]

@@ -255,6 +255,48 @@ fn bad_address_and_empty_services() {
 }
 
 #[test]
+fn error_catalog_problems_have_spec_paths() {
+    let spec = VALID.replace(
+        "mesh: demo\n",
+        "mesh: demo\nerrors:\n  app_header: x-meshkit-error-code\n  max_metric_codes: 0\n  catalog:\n    - { code: CM1, http_status: 503, grpc_status: UNAVAILABLE, retryable: true, message: m }\n    - { code: CM1, http_status: 200, grpc_status: OK, retryable: true, message: m }\n    - { code: MESH_X, http_status: 503, grpc_status: UNAVAILABLE, retryable: true, message: m }\n",
+    );
+    let p = problems(&spec);
+    assert_problem(&p, "errors.app_header", "reserved");
+    assert_problem(&p, "errors.max_metric_codes", "between 1 and 1000");
+    assert_problem(
+        &p,
+        "errors.catalog[1].code",
+        "duplicate code \"CM1\" (first at [0])",
+    );
+    assert_problem(&p, "errors.catalog[1].http_status", "400-599");
+    assert_problem(&p, "errors.catalog[1].grpc_status", "must not be OK");
+    assert_problem(&p, "errors.catalog[2].code", "reserved");
+    assert_eq!(p.len(), 6, "{p:#?}");
+}
+
+#[test]
+fn bad_grpc_status_name_and_local_replies_are_type_errors_with_paths() {
+    let spec = VALID.replace(
+        "mesh: demo\n",
+        "mesh: demo\nerrors:\n  catalog:\n    - { code: CM1, http_status: 503, grpc_status: NOPE, retryable: true, message: m }\n",
+    );
+    assert_problem(
+        &problems(&spec),
+        "errors.catalog[0].grpc_status",
+        "unknown variant `NOPE`",
+    );
+    let spec = VALID.replace(
+        "  - name: users\n",
+        "  - name: users\n    local_replies: sometimes\n",
+    );
+    assert_problem(
+        &problems(&spec),
+        "services[1].local_replies",
+        "unknown variant `sometimes`",
+    );
+}
+
+#[test]
 fn syntax_errors_are_reported() {
     let p = problems("version: 1\nmesh: [unclosed\n");
     assert!(!p.is_empty());
