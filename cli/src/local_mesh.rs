@@ -30,6 +30,9 @@ pub struct LocalMeshOptions {
     /// Print access log lines to stdout as they arrive.
     pub echo_access_log: bool,
     pub ready_timeout: Duration,
+    /// Services whose app the caller runs itself (e.g. a real gRPC server in a test): no demo
+    /// app is started and their app port is left alone.
+    pub external_apps: Vec<String>,
 }
 
 /// A listening socket the mesh needs is taken by someone else.
@@ -52,7 +55,7 @@ pub struct LocalMesh {
 
 impl LocalMesh {
     pub async fn start(mesh: Mesh, options: &LocalMeshOptions) -> anyhow::Result<LocalMesh> {
-        let app_listeners = claim_ports(&mesh).await?;
+        let app_listeners = claim_ports(&mesh, &options.external_apps).await?;
 
         std::fs::create_dir_all(&options.run_dir)
             .with_context(|| format!("create {}", options.run_dir.display()))?;
@@ -74,9 +77,9 @@ impl LocalMesh {
             apps: Vec::new(),
             mesh: mesh.clone(),
         };
-        for (service, listener) in mesh.services.iter().zip(app_listeners) {
-            let app = DemoApp::start(listener, demo_app_config(service))?;
-            local.apps.push((service.name.clone(), app));
+        for (service, listener) in app_listeners {
+            let app = DemoApp::start(listener, demo_app_config(&service))?;
+            local.apps.push((service.name, app));
         }
         for (service, file) in mesh.services.iter().zip(&files) {
             let admin = admin_addr(service);
@@ -221,13 +224,16 @@ fn demo_app_config(service: &Service) -> DemoAppConfig {
     }
 }
 
-/// Binds every app port (kept: the demo apps serve on them) and checks every sidecar port is
-/// free (released again for Envoy to bind), before any process starts.
-async fn claim_ports(mesh: &Mesh) -> anyhow::Result<Vec<TcpListener>> {
+/// Binds every demo app port (kept: the demo apps serve on them) and checks every sidecar port
+/// is free (released again for Envoy to bind), before any process starts.
+async fn claim_ports(
+    mesh: &Mesh,
+    external: &[String],
+) -> anyhow::Result<Vec<(Service, TcpListener)>> {
     let mut apps = Vec::new();
-    for s in &mesh.services {
+    for s in mesh.services.iter().filter(|s| !external.contains(&s.name)) {
         let owner = format!("{} app", s.name);
-        apps.push(bind(s.app.address, s.app.port, &owner).await?);
+        apps.push((s.clone(), bind(s.app.address, s.app.port, &owner).await?));
     }
     for s in &mesh.services {
         let Ok(ip) = s.sidecar.address.parse::<IpAddr>() else {

@@ -179,6 +179,7 @@ async fn run(command: Command) -> Result<(), Failure> {
                 concurrency,
                 echo_access_log: true,
                 ready_timeout: Duration::from_secs(30),
+                external_apps: Vec::new(),
             };
             up(mesh, &options, duration, demo).await
         }

@@ -20,6 +20,11 @@ pub fn wasm() -> PathBuf {
 
 /// Starts `mesh` with one worker per Envoy (the machine has 2 cores and runs 3 Envoys).
 pub async fn start(mesh: Mesh, name: &str) -> LocalMesh {
+    start_with_external_apps(mesh, name, &[]).await
+}
+
+/// Like [`start`], leaving the apps of `external` services to the test.
+pub async fn start_with_external_apps(mesh: Mesh, name: &str, external: &[&str]) -> LocalMesh {
     let options = LocalMeshOptions {
         envoy: envoy(),
         wasm: wasm(),
@@ -27,6 +32,7 @@ pub async fn start(mesh: Mesh, name: &str) -> LocalMesh {
         concurrency: 1,
         echo_access_log: false,
         ready_timeout: Duration::from_secs(60),
+        external_apps: external.iter().map(|s| s.to_string()).collect(),
     };
     LocalMesh::start(mesh, &options)
         .await
