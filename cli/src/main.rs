@@ -70,6 +70,15 @@ enum Command {
         #[arg(long, default_value = ".meshkit/run")]
         run_dir: PathBuf,
     },
+    /// Explain an error code: the catalog entry, or the built-in mesh code. Without a code,
+    /// list every code. Exits 1 for a code that is neither.
+    Explain {
+        /// e.g. `CM503001`, `MESH_UPSTREAM_TIMEOUT`.
+        code: Option<String>,
+        /// Mesh spec whose catalog to consult.
+        #[arg(long, default_value = "envoy/mesh.yaml")]
+        spec: PathBuf,
+    },
     /// Run one demo app (what `up` runs per service), e.g. for docker-compose.
     DemoApp {
         /// Service name (directives in `x-demo` are addressed to it).
@@ -160,6 +169,7 @@ async fn run(command: Command) -> Result<(), Failure> {
             Ok(())
         }
         Command::Check { spec } => check(&spec).await,
+        Command::Explain { code, spec } => explain(code.as_deref(), &spec),
         Command::Up {
             spec,
             duration,
@@ -217,6 +227,67 @@ fn load(spec: &Path) -> Result<Mesh, Failure> {
         ),
         io @ LoadError::Io { .. } => Failure(1, io.into()),
     })
+}
+
+fn explain(code: Option<&str>, spec: &Path) -> Result<(), Failure> {
+    use meshkit_filter::core::error_code::MeshCode;
+    let mesh = load(spec)?;
+    let describe_mesh = |m: MeshCode| {
+        format!(
+            "{}  (mesh code, built in)\n  title:       {}\n  envoy flags: {}\n  HTTP status: {}\n  gRPC status: {} ({})\n  retryable:   {}\n  blamed on:   {}",
+            m.name(),
+            m.title(),
+            m.envoy_flags(),
+            m.http_status(),
+            m.grpc_status().name(),
+            m.grpc_status().code(),
+            if m.retryable() { "yes" } else { "no" },
+            match m.blame() {
+                meshkit_filter::core::error_code::Blame::Upstream => "the upstream (or, inbound, the service's own app)",
+                meshkit_filter::core::error_code::Blame::Sidecar => "the sidecar that refused the request",
+            }
+        )
+    };
+    let describe_entry = |e: &meshkit_filter::core::catalog::CatalogEntry| {
+        format!(
+            "{}  (catalog, {})\n  message:     {}\n  HTTP status: {}\n  gRPC status: {} ({})\n  retryable:   {}",
+            e.code,
+            spec.display(),
+            e.message,
+            e.http_status,
+            e.grpc_status.name(),
+            e.grpc_status.code(),
+            if e.retryable { "yes" } else { "no" }
+        )
+    };
+    match code {
+        None => {
+            for m in MeshCode::ALL {
+                println!("{}\n", describe_mesh(m));
+            }
+            for e in &mesh.errors.catalog {
+                println!("{}\n", describe_entry(e));
+            }
+            Ok(())
+        }
+        Some(code) => {
+            if let Some(m) = MeshCode::from_name(code) {
+                println!("{}", describe_mesh(m));
+            } else if let Some(e) = mesh.errors.catalog.iter().find(|e| e.code == code) {
+                println!("{}", describe_entry(e));
+            } else {
+                return Err(Failure(
+                    1,
+                    anyhow::anyhow!(
+                        "{code} is not in the catalog of {} nor a mesh code: meshkit carries it \
+                         as-is, classified \"unknown\", and never retries it",
+                        spec.display()
+                    ),
+                ));
+            }
+            Ok(())
+        }
+    }
 }
 
 async fn check(spec: &Path) -> Result<(), Failure> {
@@ -312,13 +383,22 @@ async fn run_demo(local: &LocalMesh) -> Result<(), Failure> {
     let script = demo_traffic::script(&deepest);
     for request in &script {
         match demo_traffic::send(addr, request).await {
-            Ok(r) => eprintln!(
-                "→ GET http://{addr}/  x-request-id: {}  ({})\n← {} {}",
-                request.request_id,
-                request.description,
-                r.status,
-                r.text()
-            ),
+            Ok(r) => {
+                let meshkit: Vec<String> = r
+                    .headers
+                    .iter()
+                    .filter(|(name, _)| name.as_str().starts_with("x-meshkit-"))
+                    .map(|(name, value)| format!("\n   {name}: {}", value.to_str().unwrap_or("?")))
+                    .collect();
+                eprintln!(
+                    "→ GET http://{addr}/  x-request-id: {}  ({})\n← {} {}{}",
+                    request.request_id,
+                    request.description,
+                    r.status,
+                    r.text(),
+                    meshkit.concat()
+                )
+            }
             Err(e) => eprintln!("→ {} failed: {e}", request.request_id),
         }
     }

@@ -121,6 +121,32 @@ fn generate_writes_one_bootstrap_per_sidecar() {
 }
 
 #[test]
+fn explain_describes_catalog_and_mesh_codes() {
+    let o = run(&["explain", "CM503001", "--spec", EXAMPLE]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("gRPC status: UNAVAILABLE (14)") && out.contains("retryable:   yes"),
+        "{out}"
+    );
+    let o = run(&["explain", "MESH_UPSTREAM_TIMEOUT", "--spec", EXAMPLE]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("envoy flags: UT"));
+    let o = run(&["explain", "NOPE1", "--spec", EXAMPLE]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("classified \"unknown\""),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&["explain", "--spec", EXAMPLE]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("MESH_RETRY_BUDGET_EXHAUSTED") && out.contains("CM404001"),
+        "{out}"
+    );
+}
+
+#[test]
 fn check_runs_envoy_validate_on_every_sidecar() {
     let o = run(&["check", EXAMPLE]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));

@@ -45,6 +45,14 @@ impl GrpcStatus {
     pub fn code(self) -> i32 {
         self as i32
     }
+
+    /// The name as written in the spec, e.g. `UNAVAILABLE`.
+    pub fn name(self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
+    }
 }
 
 /// Envoy response flag bits as exposed by the `response.flags` property (Envoy's
@@ -129,6 +137,21 @@ impl MeshCode {
             MeshCode::UpstreamReset => "Upstream connection reset",
             MeshCode::RetryLimitExceeded => "Retry limit exceeded",
             MeshCode::RetryBudgetExhausted => "Retry budget exhausted",
+        }
+    }
+
+    /// The Envoy response flags that map to this code (documentation, `meshkit explain`).
+    pub fn envoy_flags(self) -> &'static str {
+        match self {
+            MeshCode::NoRoute => "NR, NC",
+            MeshCode::RateLimited => "RL",
+            MeshCode::UpstreamOverflow => "UO",
+            MeshCode::NoHealthyUpstream => "UH",
+            MeshCode::UpstreamTimeout => "UT",
+            MeshCode::UpstreamConnectFailure => "UF",
+            MeshCode::UpstreamReset => "UR, UC, LR",
+            MeshCode::RetryLimitExceeded => "URX",
+            MeshCode::RetryBudgetExhausted => "(meshkit retry budget)",
         }
     }
 
@@ -265,6 +288,7 @@ mod tests {
     fn grpc_status_names() {
         let s: GrpcStatus = serde_json::from_str("\"UNAVAILABLE\"").unwrap();
         assert_eq!(s.code(), 14);
+        assert_eq!(s.name(), "UNAVAILABLE");
         assert!(serde_json::from_str::<GrpcStatus>("\"unavailable\"").is_err());
     }
 }
