@@ -163,6 +163,11 @@ impl LocalMesh {
         self.apps.clear();
     }
 
+    /// Services whose sidecar is running.
+    pub fn running_sidecars(&self) -> Vec<String> {
+        self.envoys.iter().map(|e| e.service.clone()).collect()
+    }
+
     pub fn envoy_log(&self, service: &str) -> Option<&Path> {
         self.envoys
             .iter()

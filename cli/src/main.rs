@@ -419,7 +419,10 @@ async fn run_demo(local: &LocalMesh) -> Result<(), Failure> {
             ));
         }
     }
-    eprintln!("each request logged one JSON line per sidecar hop ({expected} lines each)");
+    eprintln!(
+        "each request logged one JSON line per sidecar hop ({expected} hops; a retried hop logs \
+         each attempt)"
+    );
     Ok(())
 }
 

@@ -227,7 +227,20 @@ fn up_demo_runs_traffic_prints_the_access_log_and_stops() {
         .lines()
         .map(|l| serde_json::from_str(l).expect("every stdout line is JSON"))
         .collect();
-    assert_eq!(records.len(), 10, "5 hops × 2 requests:\n{stdout}");
+    let hops = |id: &str| -> std::collections::BTreeSet<(String, String)> {
+        records
+            .iter()
+            .filter(|r| r["request_id"] == id)
+            .map(|r| {
+                (
+                    r["service.name"].to_string(),
+                    r["meshkit.direction"].to_string(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(hops("demo-ok-1").len(), 5, "every hop logged:\n{stdout}");
+    assert_eq!(hops("demo-fail-1").len(), 5, "every hop logged:\n{stdout}");
     let failed: Vec<_> = records
         .iter()
         .filter(|r| r["request_id"] == "demo-fail-1")
@@ -235,6 +248,23 @@ fn up_demo_runs_traffic_prints_the_access_log_and_stops() {
     assert!(failed
         .iter()
         .any(|r| r["service.name"] == "users" && r["http.response.status_code"] == 503));
+    assert!(
+        failed.iter().all(|r| r["meshkit.error.origin"] == "users"),
+        "{failed:#?}"
+    );
+    let users_attempts = failed
+        .iter()
+        .filter(|r| r["service.name"] == "users")
+        .count();
+    assert_eq!(
+        users_attempts, 2,
+        "CM503001 is retryable; recipes → users allows 1 retry"
+    );
+    assert!(
+        stderr(&o).contains("x-meshkit-error-origin: users"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]

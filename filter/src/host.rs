@@ -19,9 +19,12 @@ use crate::core::error_code::MeshCode;
 use crate::core::extract::{self, Extracted, Source};
 use crate::core::headers::HeaderSource;
 use crate::core::local_reply::{self, LocalReplies};
+use crate::core::metrics;
 use crate::core::metrics::CardinalityCap;
 use crate::core::propagation;
 use crate::core::report::{decide, ErrorReport, ResponseFacts};
+use crate::core::retry_budget::{self, Budget, CasStore};
+use crate::core::retry_control::{self, BudgetDecision, RetryLayers, RouteRetry};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -32,6 +35,8 @@ proxy_wasm::main! {{
 struct Plugin {
     config: PluginConfig,
     catalog: Catalog,
+    /// Upstream → its budget's constants (from `config.retries.budgets`).
+    budgets: HashMap<String, Budget>,
     metrics: RefCell<Metrics>,
 }
 
@@ -42,18 +47,36 @@ struct Metrics {
 }
 
 impl Metrics {
+    fn id(&mut self, kind: MetricType, name: String) -> Option<u32> {
+        if let Some(id) = self.ids.get(&name) {
+            return Some(*id);
+        }
+        match hostcalls::define_metric(kind, &name) {
+            Ok(id) => Some(*self.ids.entry(name).or_insert(id)),
+            Err(status) => {
+                log::warn!("meshkit: cannot define metric {name}: {status:?}");
+                None
+            }
+        }
+    }
+
+    fn add(&mut self, name: String, n: u64) {
+        if n == 0 {
+            return;
+        }
+        if let Some(id) = self.id(MetricType::Counter, name) {
+            let _ = hostcalls::increment_metric(id, i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
+
     fn increment(&mut self, name: String) {
-        let id = match self.ids.get(&name) {
-            Some(id) => *id,
-            None => match hostcalls::define_metric(MetricType::Counter, &name) {
-                Ok(id) => *self.ids.entry(name).or_insert(id),
-                Err(status) => {
-                    log::warn!("meshkit: cannot define metric {name}: {status:?}");
-                    return;
-                }
-            },
-        };
-        let _ = hostcalls::increment_metric(id, 1);
+        self.add(name, 1);
+    }
+
+    fn gauge(&mut self, name: String, value: u64) {
+        if let Some(id) = self.id(MetricType::Gauge, name) {
+            let _ = hostcalls::record_metric(id, value);
+        }
     }
 }
 
@@ -89,8 +112,15 @@ impl RootContext for MeshkitRoot {
                     config.errors.catalog.len()
                 );
                 let cap = CardinalityCap::new(config.errors.max_metric_codes as usize);
+                let budgets = config
+                    .retries
+                    .budgets
+                    .iter()
+                    .map(|(upstream, params)| (upstream.clone(), Budget::new(params)))
+                    .collect();
                 self.plugin = Some(Rc::new(Plugin {
                     catalog: Catalog::new(&config.errors.catalog),
+                    budgets,
                     config,
                     metrics: RefCell::new(Metrics {
                         cap,
@@ -114,6 +144,7 @@ impl RootContext for MeshkitRoot {
             request_id: None,
             grpc_caller: false,
             pending: Pending::None,
+            retry: None,
         }))
     }
 
@@ -142,6 +173,16 @@ struct MeshkitHttp {
     /// The caller speaks gRPC: errors are reported as gRPC statuses, not problem+json.
     grpc_caller: bool,
     pending: Pending,
+    /// Outbound: the retry allowance granted to this request, settled once it completes.
+    retry: Option<RetryGrant>,
+}
+
+struct RetryGrant {
+    upstream: String,
+    allowed: u32,
+    decision: BudgetDecision,
+    /// Retries made, from `x-envoy-attempt-count`.
+    made: u32,
 }
 
 impl Context for MeshkitHttp {}
@@ -159,6 +200,9 @@ impl HttpContext for MeshkitHttp {
             .is_some_and(|ct| ct.starts_with(b"application/grpc"));
         for (field, value) in access_log::request_fields(&self.plugin.config, &request) {
             set_filter_state(field.property(), value.as_bytes());
+        }
+        if self.plugin.config.direction == Direction::Outbound {
+            self.grant_retries(&request);
         }
         Action::Continue
     }
@@ -194,6 +238,11 @@ impl HttpContext for MeshkitHttp {
                 self.rewrite_local_reply(&response, report, status, end_of_stream);
             }
             return Action::Continue;
+        }
+
+        if let Some(grant) = self.retry.as_mut() {
+            grant.made =
+                retry_control::retries_made(response.header("x-envoy-attempt-count").as_deref());
         }
 
         match config.direction {
@@ -355,14 +404,36 @@ impl MeshkitHttp {
         }
     }
 
-    /// Decides, then records: cause table (outbound), metrics, access log fields.
-    fn finish(&self, facts: ResponseFacts) -> Option<ErrorReport> {
-        let config = &self.plugin.config;
+    /// Decides, then records: cause table (outbound), metrics, access log fields, and (outbound)
+    /// settles the request's retry grant.
+    fn finish(&mut self, facts: ResponseFacts) -> Option<ErrorReport> {
+        let plugin = self.plugin.clone();
+        let config = &plugin.config;
         let upstream = match config.direction {
             Direction::Inbound => "local_app".to_string(),
             Direction::Outbound => facts.upstream.clone().unwrap_or_else(|| "none".into()),
         };
-        let report = decide(&self.plugin.catalog, facts)?;
+        let report = decide(&plugin.catalog, facts).map(|mut r| {
+            if config.direction == Direction::Inbound
+                && config.retry_layers == RetryLayers::NearestHop
+                && r.origin != config.service
+            {
+                // The failure started deeper and was retried next to where it happened.
+                r.retryable = false;
+            }
+            r
+        });
+        if let Some(report) = &report {
+            self.record(report, &upstream);
+        }
+        if config.direction == Direction::Outbound {
+            self.settle_retries(report.as_ref());
+        }
+        report
+    }
+
+    fn record(&self, report: &ErrorReport, upstream: &str) {
+        let config = &self.plugin.config;
         if config.direction == Direction::Outbound {
             if let (Some(code), Some(id)) = (&report.code, &self.request_id) {
                 let cause = Cause {
@@ -376,18 +447,124 @@ impl MeshkitHttp {
             let name = metrics.cap.error_metric(
                 &config.service,
                 config.direction.as_str(),
-                &upstream,
-                &report,
+                upstream,
+                report,
             );
             metrics.increment(name);
         }
-        for (field, value) in access_log::error_fields(&report) {
+        for (field, value) in access_log::error_fields(report) {
             set_filter_state(field.property(), value.as_bytes());
         }
         if let Some(reason) = &report.malformed {
             log::debug!("meshkit: malformed error carrier: {reason}");
         }
-        Some(report)
+    }
+
+    /// Outbound, before the router: deposits this request into its upstream's budget and tells
+    /// the router how many retries it may make (`x-envoy-max-retries`).
+    fn grant_retries(&mut self, request: &Headers) {
+        let plugin = self.plugin.clone();
+        let route = property_string(&["xds", "route_name"])
+            .and_then(|name| plugin.config.retries.routes.get(&name).cloned());
+        let Some(RouteRetry {
+            upstream,
+            num_retries,
+        }) = route
+        else {
+            return;
+        };
+        let affordable = plugin.budgets.get(&upstream).map(|budget| {
+            let now = now_ms();
+            retry_budget::update(
+                &SharedData,
+                &budget_key(&plugin.config.service, &upstream),
+                |w| {
+                    w.deposit(budget, now);
+                    w.available(budget, now)
+                },
+            )
+            // The shared store kept refusing: err on the side of not retrying.
+            .map_or(0, |(_, available)| available)
+        });
+        let (allowed, decision) = retry_control::allowance(num_retries, affordable);
+        request.set("x-envoy-max-retries", &allowed.to_string());
+        if let Ok(mut m) = plugin.metrics.try_borrow_mut() {
+            let service = &plugin.config.service;
+            m.increment(metrics::retry_metric("requests", service, &upstream));
+            if let Some(a) = affordable {
+                m.gauge(
+                    metrics::retry_metric("budget_remaining", service, &upstream),
+                    u64::from(a),
+                );
+            }
+        }
+        self.retry = Some(RetryGrant {
+            upstream,
+            allowed,
+            decision,
+            made: 0,
+        });
+    }
+
+    /// Outbound, once the outcome is known: charges the budget for the retries made, and
+    /// records whether the budget denied a retry this request needed.
+    fn settle_retries(&mut self, report: Option<&ErrorReport>) {
+        let Some(grant) = self.retry.take() else {
+            return;
+        };
+        let plugin = self.plugin.clone();
+        let service = &plugin.config.service;
+        if let Some(budget) = plugin.budgets.get(&grant.upstream) {
+            if grant.made > 0 {
+                let now = now_ms();
+                let key = budget_key(service, &grant.upstream);
+                if retry_budget::update(&SharedData, &key, |w| w.charge(budget, now, grant.made))
+                    .is_none()
+                {
+                    log::warn!("meshkit: could not charge retry budget {key}");
+                }
+            }
+        }
+        let retryable_failure = report.is_some_and(|r| r.retryable);
+        let decision =
+            retry_control::settle(grant.decision, grant.allowed, grant.made, retryable_failure);
+        if let Ok(mut m) = plugin.metrics.try_borrow_mut() {
+            m.add(
+                metrics::retry_metric("retries", service, &grant.upstream),
+                u64::from(grant.made),
+            );
+            if decision == BudgetDecision::Denied {
+                m.increment(metrics::retry_metric("denied", service, &grant.upstream));
+            }
+        }
+        set_filter_state(
+            access_log::FilterField::RetryAllowed.property(),
+            grant.allowed.to_string().as_bytes(),
+        );
+        set_filter_state(
+            access_log::FilterField::RetryBudget.property(),
+            decision.as_str().as_bytes(),
+        );
+        if decision == BudgetDecision::Denied {
+            // The failure goes back as-is; the log says why it was not retried.
+            if let Some(r) = report {
+                let cause = r.code.as_ref().map(|code| format!("{}:{code}", r.origin));
+                set_filter_state(
+                    access_log::FilterField::ErrorCode.property(),
+                    MeshCode::RetryBudgetExhausted.name().as_bytes(),
+                );
+                set_filter_state(
+                    access_log::FilterField::ErrorOrigin.property(),
+                    service.as_bytes(),
+                );
+                if let Some(cause) = cause {
+                    set_filter_state(
+                        access_log::FilterField::ErrorCause.property(),
+                        cause.as_bytes(),
+                    );
+                }
+            }
+        }
     }
 
     /// Makes an Envoy-generated failure uniform, per the listener's `local_replies` setting.
@@ -416,6 +593,18 @@ impl MeshkitHttp {
             self.pending = Pending::ReplaceBody(report, status);
         }
     }
+}
+
+/// One shared-data key per (service, upstream) budget: a fixed set, so memory is bounded.
+fn budget_key(service: &str, upstream: &str) -> String {
+    format!("meshkit.budget.{service}.{upstream}")
+}
+
+fn now_ms() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// The mesh code when Envoy generated this response itself (not `via_upstream`).
@@ -474,6 +663,23 @@ impl HeaderSource for Headers {
 
 /// proxy-wasm shared data: one store per VM id, shared by every worker and both listeners.
 struct SharedData;
+
+impl CasStore for SharedData {
+    fn get(&self, key: &str) -> Option<(Vec<u8>, Option<u32>)> {
+        match hostcalls::get_shared_data(key) {
+            Ok((Some(value), cas)) => Some((value, cas)),
+            _ => None,
+        }
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), bool> {
+        match hostcalls::set_shared_data(key, Some(value), cas) {
+            Ok(()) => Ok(()),
+            Err(proxy_wasm::types::Status::CasMismatch) => Err(true),
+            Err(_) => Err(false),
+        }
+    }
+}
 
 impl SharedStore for SharedData {
     fn get(&self, key: &str) -> Option<Vec<u8>> {

@@ -7,11 +7,14 @@ use std::time::Duration;
 pub use crate::spec::Protocol;
 pub use meshkit_filter::core::config::ErrorSettings;
 pub use meshkit_filter::core::local_reply::LocalReplies;
+pub use meshkit_filter::core::retry_budget::BudgetParams;
+pub use meshkit_filter::core::retry_control::RetryLayers;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Mesh {
     pub name: String,
     pub errors: ErrorSettings,
+    pub retry_layers: RetryLayers,
     pub services: Vec<Service>,
 }
 
@@ -50,6 +53,8 @@ pub struct Upstream {
     pub port: u16,
     /// The upstream app's protocol, spoken sidecar to sidecar too.
     pub protocol: Protocol,
+    /// `None` when the budget is disabled.
+    pub retry_budget: Option<BudgetParams>,
     pub routes: Vec<Route>,
 }
 
@@ -71,6 +76,16 @@ pub struct RetryPolicy {
     pub num_retries: u32,
     pub retry_on: Vec<String>,
     pub per_try_timeout: Option<Duration>,
+    /// (base, max) interval.
+    pub backoff: Option<(Duration, Duration)>,
+    pub methods: Vec<String>,
+}
+
+impl Route {
+    /// The route's name in Envoy config and in the filter's retry settings.
+    pub fn name(upstream: &str, index: usize) -> String {
+        format!("{upstream}/{index}")
+    }
 }
 
 impl Mesh {

@@ -7,6 +7,7 @@
 
 use meshkit_filter::core::config::ErrorSettings;
 use meshkit_filter::core::local_reply::LocalReplies;
+use meshkit_filter::core::retry_control::RetryLayers;
 use serde::Deserialize;
 
 pub const SPEC_VERSION: u32 = 1;
@@ -20,6 +21,10 @@ pub struct MeshSpec {
     /// How apps report error codes, and the catalog of codes (see the README).
     #[serde(default)]
     pub errors: ErrorSettings,
+    /// Which layer of a call chain retries an app's retryable failure: `nearest_hop`
+    /// (default: only the caller next to the failing service) or `every_hop`.
+    #[serde(default)]
+    pub retry_layers: RetryLayers,
     #[serde(default)]
     pub services: Vec<ServiceSpec>,
 }
@@ -78,8 +83,41 @@ pub struct SidecarSpec {
 #[derive(Debug, Clone, Deserialize)]
 pub struct UpstreamSpec {
     pub service: String,
+    /// Rate-based retry budget for calls to this upstream, shared by all Envoy workers. On by
+    /// default with retry_ratio 0.2, min_retries_per_second 10, ttl 10s.
+    #[serde(default)]
+    pub retry_budget: RetryBudgetSpec,
     #[serde(default)]
     pub routes: Vec<RouteSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RetryBudgetSpec {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Retries per original request as a fraction (0.2 = 20 %). Use `retry_percent` instead
+    /// to write a percentage; never both.
+    pub retry_ratio: Option<f64>,
+    pub retry_percent: Option<f64>,
+    pub min_retries_per_second: Option<i64>,
+    /// The window the budget remembers: 1s–60s.
+    pub ttl: Option<String>,
+}
+
+impl Default for RetryBudgetSpec {
+    fn default() -> Self {
+        RetryBudgetSpec {
+            enabled: true,
+            retry_ratio: None,
+            retry_percent: None,
+            min_retries_per_second: None,
+            ttl: None,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -103,10 +141,22 @@ pub struct MatchSpec {
 pub struct RetrySpec {
     /// Retries after the first attempt (Envoy's `num_retries`): 2 means up to 3 attempts.
     pub num_retries: i64,
-    /// Envoy retry conditions, e.g. `connect-failure`, `reset`, `5xx`.
-    #[serde(default)]
-    pub retry_on: Vec<String>,
+    /// Envoy retry conditions for transport failures; default `connect-failure`,
+    /// `refused-stream`, `reset`. App errors are retried by their catalog `retryable` flag
+    /// (meshkit adds that condition itself), never by status code.
+    pub retry_on: Option<Vec<String>>,
     pub per_try_timeout: Option<String>,
+    /// Exponential backoff between attempts (Envoy's defaults: 25ms base, 10× max).
+    pub backoff: Option<BackoffSpec>,
+    /// Methods that may be retried; default the idempotent ones (GET, HEAD, OPTIONS, TRACE,
+    /// PUT, DELETE). List POST or PATCH only for routes whose handlers are idempotent.
+    pub methods: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct BackoffSpec {
+    pub base_interval: String,
+    pub max_interval: Option<String>,
 }
 
 fn loopback() -> String {

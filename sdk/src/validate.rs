@@ -13,32 +13,46 @@ use std::time::Duration;
 use meshkit_filter::core::config::{is_service_name, MAX_SERVICE_NAME_LEN};
 
 use crate::duration::parse_duration;
-use crate::model::{App, Mesh, PathMatch, RetryPolicy, Route, Service, Sidecar, Upstream};
+use crate::model::{
+    App, BudgetParams, Mesh, PathMatch, RetryPolicy, Route, Service, Sidecar, Upstream,
+};
 use crate::problems::{Collector, Problem, Problems};
-use crate::spec::{MeshSpec, RetrySpec, RouteSpec, ServiceSpec, SPEC_VERSION};
+use crate::spec::{MeshSpec, RetryBudgetSpec, RetrySpec, RouteSpec, ServiceSpec, SPEC_VERSION};
 
 /// Default inbound (app) and route timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Upper bound on `num_retries`: more is a retry storm waiting to happen.
 pub const MAX_RETRIES: i64 = 10;
-/// Retry conditions Envoy's router understands (`x-envoy-retry-on` / `retry_on`).
+/// Transport-level retry conditions a route may use. App errors are retried by the catalog's
+/// `retryable` flag (meshkit adds `retriable-headers` for it), so status-based conditions
+/// (`5xx`, `gateway-error`, `retriable-4xx`, `retriable-status-codes`) and gRPC-status ones
+/// are refused: they would retry codes the catalog marks non-retryable.
 pub const RETRY_ON: &[&str] = &[
-    "5xx",
-    "gateway-error",
+    "connect-failure",
+    "refused-stream",
     "reset",
     "reset-before-request",
-    "connect-failure",
+    "http3-post-connect-failure",
     "envoy-ratelimited",
+];
+/// Conditions refused with an explanation (see [`RETRY_ON`]).
+const STATUS_RETRY_ON: &[&str] = &[
+    "5xx",
+    "gateway-error",
     "retriable-4xx",
-    "refused-stream",
     "retriable-status-codes",
     "retriable-headers",
-    "http3-post-connect-failure",
     "cancelled",
     "deadline-exceeded",
     "internal",
     "resource-exhausted",
     "unavailable",
+];
+pub const DEFAULT_RETRY_ON: &[&str] = &["connect-failure", "refused-stream", "reset"];
+/// RFC 9110 §9.2.2 idempotent methods: retried by default.
+pub const IDEMPOTENT_METHODS: &[&str] = &["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"];
+const METHODS: &[&str] = &[
+    "GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE", "POST", "PATCH",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -206,6 +220,7 @@ pub fn validate(spec: &MeshSpec) -> Result<Mesh, Problems> {
     c.finish(Mesh {
         name: spec.mesh.clone(),
         errors: spec.errors.clone(),
+        retry_layers: spec.retry_layers,
         services,
     })
 }
@@ -287,12 +302,14 @@ fn service(i: usize, s: &ServiceSpec, spec: &MeshSpec, c: &mut Collector) -> Ser
                 route
             })
             .collect();
+        let retry_budget = retry_budget(&up.retry_budget, &format!("{at}.retry_budget"), c);
         if let Some(t) = target {
             upstreams.push(Upstream {
                 service: t.name.clone(),
                 address: t.sidecar.address.clone(),
                 port: u16::try_from(t.sidecar.inbound_port).unwrap_or(0),
                 protocol: t.app.protocol,
+                retry_budget,
                 routes,
             });
         }
@@ -345,14 +362,20 @@ fn retry_policy(r: &RetrySpec, timeout: Duration, at: &str, c: &mut Collector) -
             format!("must be between 0 and {MAX_RETRIES}, got {}", r.num_retries),
         );
     }
-    if r.retry_on.is_empty() && r.num_retries > 0 {
-        c.push(
-            format!("{at}.retry_on"),
-            "must name at least one condition when num_retries > 0",
-        );
-    }
-    for (k, cond) in r.retry_on.iter().enumerate() {
-        if !RETRY_ON.contains(&cond.as_str()) {
+    let retry_on: Vec<String> = match &r.retry_on {
+        Some(list) => list.clone(),
+        None => DEFAULT_RETRY_ON.iter().map(|s| s.to_string()).collect(),
+    };
+    for (k, cond) in retry_on.iter().enumerate() {
+        if STATUS_RETRY_ON.contains(&cond.as_str()) {
+            c.push(
+                format!("{at}.retry_on[{k}]"),
+                format!(
+                    "{cond:?} would retry app errors by status, including codes the catalog marks \
+                     non-retryable; meshkit retries app errors by their catalog `retryable` flag"
+                ),
+            );
+        } else if !RETRY_ON.contains(&cond.as_str()) {
             c.push(
                 format!("{at}.retry_on[{k}]"),
                 format!(
@@ -362,6 +385,33 @@ fn retry_policy(r: &RetrySpec, timeout: Duration, at: &str, c: &mut Collector) -
             );
         }
     }
+    let methods: Vec<String> = match &r.methods {
+        Some(list) => list.clone(),
+        None => IDEMPOTENT_METHODS.iter().map(|s| s.to_string()).collect(),
+    };
+    for (k, m) in methods.iter().enumerate() {
+        if !METHODS.contains(&m.as_str()) {
+            c.push(
+                format!("{at}.methods[{k}]"),
+                format!("unknown method {m:?}; known: {}", METHODS.join(", ")),
+            );
+        }
+    }
+    let backoff = r.backoff.as_ref().and_then(|b| {
+        let base = required_duration(&b.base_interval, &format!("{at}.backoff.base_interval"), c)?;
+        let max = match &b.max_interval {
+            None => base * 10,
+            Some(m) => required_duration(m, &format!("{at}.backoff.max_interval"), c)?,
+        };
+        if max < base {
+            c.push(
+                format!("{at}.backoff.max_interval"),
+                "must not be shorter than base_interval",
+            );
+            return None;
+        }
+        Some((base, max))
+    });
     let per_try_timeout = r.per_try_timeout.as_deref().and_then(|t| {
         let path = format!("{at}.per_try_timeout");
         match parse_duration(t) {
@@ -384,9 +434,77 @@ fn retry_policy(r: &RetrySpec, timeout: Duration, at: &str, c: &mut Collector) -
     });
     RetryPolicy {
         num_retries: u32::try_from(r.num_retries.clamp(0, MAX_RETRIES)).unwrap_or(0),
-        retry_on: r.retry_on.clone(),
+        retry_on,
         per_try_timeout,
+        backoff,
+        methods,
     }
+}
+
+/// The budget's parameters, guarding the percent-scale trap: `retry_ratio` is a fraction
+/// (0.2 = 20 %) and must be at most 1; a percentage goes in `retry_percent`.
+fn retry_budget(b: &RetryBudgetSpec, at: &str, c: &mut Collector) -> Option<BudgetParams> {
+    let defaults = BudgetParams::default();
+    let ratio = match (b.retry_ratio, b.retry_percent) {
+        (Some(_), Some(_)) => {
+            c.push(
+                format!("{at}.retry_percent"),
+                "set retry_ratio or retry_percent, not both",
+            );
+            defaults.retry_ratio
+        }
+        (Some(r), None) if r > 1.0 => {
+            c.push(
+                format!("{at}.retry_ratio"),
+                format!(
+                    "{r} is more than one retry per request; retry_ratio is a fraction (20 % is \
+                     0.2) — write `retry_percent: {r}` if you meant a percentage"
+                ),
+            );
+            defaults.retry_ratio
+        }
+        (Some(r), None) => r,
+        (None, Some(p)) => p / 100.0,
+        (None, None) => defaults.retry_ratio,
+    };
+    let min = b
+        .min_retries_per_second
+        .unwrap_or(i64::from(defaults.min_retries_per_second));
+    let min = u32::try_from(min).unwrap_or_else(|_| {
+        c.push(
+            format!("{at}.min_retries_per_second"),
+            format!("must be ≥ 0, got {min}"),
+        );
+        0
+    });
+    let ttl_ms = match &b.ttl {
+        None => defaults.ttl_ms,
+        Some(t) => match parse_duration(t) {
+            Ok(d) => u32::try_from(d.as_millis()).unwrap_or(u32::MAX),
+            Err(e) => {
+                c.push(format!("{at}.ttl"), e);
+                defaults.ttl_ms
+            }
+        },
+    };
+    let params = BudgetParams {
+        retry_ratio: ratio,
+        min_retries_per_second: min,
+        ttl_ms,
+    };
+    for (field, message) in params.problems() {
+        let field = if field == "retry_ratio" && b.retry_percent.is_some() {
+            "retry_percent".to_string()
+        } else {
+            field
+        };
+        c.push(format!("{at}.{field}"), message);
+    }
+    b.enabled.then_some(params)
+}
+
+fn required_duration(text: &str, path: &str, c: &mut Collector) -> Option<Duration> {
+    parse_duration(text).map_err(|e| c.push(path, e)).ok()
 }
 
 fn port(value: i64, path: &str, c: &mut Collector) -> u16 {

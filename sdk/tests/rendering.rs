@@ -115,7 +115,9 @@ fn stats_tags_extract_the_error_labels() {
             "upstream",
             "origin",
             "classification",
-            "code"
+            "code",
+            "service",
+            "upstream"
         ]
     );
 }
@@ -130,11 +132,37 @@ fn outbound_routes_and_retry_policy_come_from_the_spec() {
     assert_eq!(route["route"]["cluster"], "recipes");
     assert_eq!(route["route"]["timeout"], "5s");
     assert_eq!(route["route"]["retry_policy"]["num_retries"], 2);
+    let policy = &route["route"]["retry_policy"];
     assert_eq!(
-        route["route"]["retry_policy"]["retry_on"],
-        "connect-failure,refused-stream,reset"
+        policy["retry_on"],
+        "connect-failure,refused-stream,reset,retriable-headers"
     );
-    assert_eq!(route["route"]["retry_policy"]["per_try_timeout"], "2s");
+    assert_eq!(policy["per_try_timeout"], "2s");
+    assert_eq!(
+        route["name"], "recipes/0",
+        "the filter finds its retry settings by name"
+    );
+    // App errors are retried only when the failing service's sidecar marked them retryable,
+    // and only for idempotent methods.
+    assert_eq!(
+        policy["retriable_headers"][0]["name"],
+        "x-meshkit-error-retryable"
+    );
+    assert_eq!(
+        policy["retriable_headers"][0]["string_match"]["exact"],
+        "true"
+    );
+    assert_eq!(policy["retriable_request_headers"][0]["name"], ":method");
+    assert_eq!(
+        policy["retriable_request_headers"][0]["string_match"]["safe_regex"]["regex"],
+        "^(GET|HEAD|OPTIONS|TRACE|PUT|DELETE)$"
+    );
+    let filter = &hcm(&b, "outbound")["http_filters"][0]["typed_config"]["config"];
+    let config: Value =
+        serde_json::from_str(filter["configuration"]["value"].as_str().unwrap()).unwrap();
+    assert_eq!(config["retries"]["routes"]["recipes/0"]["num_retries"], 2);
+    assert_eq!(config["retries"]["budgets"]["recipes"]["retry_ratio"], 0.2);
+    assert_eq!(config["retries"]["budgets"]["recipes"]["ttl_ms"], 10000);
 
     let clusters = b["static_resources"]["clusters"].as_array().unwrap();
     let recipes = clusters.iter().find(|c| c["name"] == "recipes").unwrap();

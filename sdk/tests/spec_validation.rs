@@ -297,6 +297,120 @@ fn bad_grpc_status_name_and_local_replies_are_type_errors_with_paths() {
 }
 
 #[test]
+fn retry_budget_guards_the_percent_scale_trap() {
+    let with_budget = |budget: &str| {
+        VALID.replace(
+            "      - service: users\n",
+            &format!("      - service: users\n        retry_budget: {budget}\n"),
+        )
+    };
+    let p = problems(&with_budget("{ retry_ratio: 20 }"));
+    assert_problem(
+        &p,
+        "services[0].upstreams[0].retry_budget.retry_ratio",
+        "retry_ratio is a fraction (20 % is 0.2)",
+    );
+    assert_problem(
+        &p,
+        "services[0].upstreams[0].retry_budget.retry_ratio",
+        "retry_percent: 20",
+    );
+    let p = problems(&with_budget("{ retry_ratio: 0.2, retry_percent: 20 }"));
+    assert_problem(
+        &p,
+        "services[0].upstreams[0].retry_budget.retry_percent",
+        "not both",
+    );
+    let p = problems(&with_budget(
+        "{ retry_percent: -5, ttl: 90s, min_retries_per_second: -1 }",
+    ));
+    assert_problem(
+        &p,
+        "services[0].upstreams[0].retry_budget.retry_percent",
+        "between 0 and",
+    );
+    assert_problem(
+        &p,
+        "services[0].upstreams[0].retry_budget.ttl",
+        "between 1s and 60s",
+    );
+    assert_problem(
+        &p,
+        "services[0].upstreams[0].retry_budget.min_retries_per_second",
+        "≥ 0",
+    );
+
+    let mesh = load_str(
+        &with_budget("{ retry_percent: 20, ttl: 30s }"),
+        Format::Yaml,
+    )
+    .unwrap();
+    let b = mesh.services[0].upstreams[0].retry_budget.clone().unwrap();
+    assert_eq!(
+        (b.retry_ratio, b.ttl_ms),
+        (0.2, 30_000),
+        "20 % is 0.2, not 0.002"
+    );
+    let mesh = load_str(&with_budget("{ enabled: false }"), Format::Yaml).unwrap();
+    assert_eq!(mesh.services[0].upstreams[0].retry_budget, None);
+    let mesh = load_str(VALID, Format::Yaml).unwrap();
+    assert_eq!(
+        mesh.services[0].upstreams[0]
+            .retry_budget
+            .as_ref()
+            .unwrap()
+            .retry_ratio,
+        0.2,
+        "on by default"
+    );
+}
+
+#[test]
+fn retry_policy_refuses_status_conditions_and_unknown_methods() {
+    let p = problems(&VALID.replace(
+        "retry: { num_retries: 2, retry_on: [connect-failure], per_try_timeout: 500ms }",
+        "retry: { num_retries: 2, retry_on: [5xx, gateway-error], methods: [GET, FETCH], backoff: { base_interval: 100ms, max_interval: 10ms } }",
+    ));
+    assert_problem(
+        &p,
+        "services[0].upstreams[0].routes[0].retry.retry_on[0]",
+        "catalog `retryable` flag",
+    );
+    assert_problem(
+        &p,
+        "services[0].upstreams[0].routes[0].retry.retry_on[1]",
+        "catalog `retryable` flag",
+    );
+    assert_problem(
+        &p,
+        "services[0].upstreams[0].routes[0].retry.methods[1]",
+        "unknown method \"FETCH\"",
+    );
+    assert_problem(
+        &p,
+        "services[0].upstreams[0].routes[0].retry.backoff.max_interval",
+        "shorter than base_interval",
+    );
+    let mesh = load_str(
+        &VALID.replace("retry_on: [connect-failure], ", ""),
+        Format::Yaml,
+    )
+    .unwrap();
+    let retry = mesh.services[0].upstreams[0].routes[0]
+        .retry
+        .clone()
+        .unwrap();
+    assert_eq!(
+        retry.retry_on,
+        ["connect-failure", "refused-stream", "reset"]
+    );
+    assert_eq!(
+        retry.methods,
+        ["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]
+    );
+}
+
+#[test]
 fn syntax_errors_are_reported() {
     let p = problems("version: 1\nmesh: [unclosed\n");
     assert!(!p.is_empty());

@@ -13,8 +13,6 @@ use meshkit_cli::http_client::{self, Response};
 use meshkit_cli::local_mesh::LocalMesh;
 use serde_json::Value;
 
-const LOG_WAIT: Duration = Duration::from_secs(30);
-
 async fn send(addr: SocketAddr, path: &str, request_id: &str, extra: &[(&str, &str)]) -> Response {
     let mut headers = vec![("x-request-id".to_string(), request_id.to_string())];
     headers.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
@@ -76,19 +74,17 @@ async fn the_first_failing_service_is_reported_through_every_hop() {
     assert_eq!(r.status, 500);
     assert_eq!(r.header("x-meshkit-error-code"), Some("CM503001"));
     assert_eq!(r.header("x-meshkit-error-origin"), Some("users"));
-    assert_eq!(r.header("x-meshkit-error-retryable"), Some("true"));
+    // Only the caller next to users may retry (retry_layers: nearest_hop): recipes' sidecar
+    // tells frontend the error is not for it to retry.
+    assert_eq!(r.header("x-meshkit-error-retryable"), Some("false"));
 
-    let lines = mesh
-        .access_log
-        .wait_for_request("e-chain", 5, LOG_WAIT)
-        .await
-        .unwrap();
-    for (service, direction, source) in [
-        ("users", "inbound", "header"),
-        ("recipes", "outbound", "upstream"),
-        ("recipes", "inbound", "cause"),
-        ("frontend", "outbound", "upstream"),
-        ("frontend", "inbound", "cause"),
+    let lines = common::lines_for(&mesh, "e-chain").await;
+    for (service, direction, source, retryable) in [
+        ("users", "inbound", "header", "true"),
+        ("recipes", "outbound", "upstream", "true"),
+        ("recipes", "inbound", "cause", "false"),
+        ("frontend", "outbound", "upstream", "false"),
+        ("frontend", "inbound", "cause", "false"),
     ] {
         let l = line(&lines, service, direction);
         assert_eq!(l.str("meshkit.error.code"), Some("CM503001"), "{}", l.raw);
@@ -99,7 +95,12 @@ async fn the_first_failing_service_is_reported_through_every_hop() {
             "{}",
             l.raw
         );
-        assert_eq!(l.str("meshkit.error.retryable"), Some("true"), "{}", l.raw);
+        assert_eq!(
+            l.str("meshkit.error.retryable"),
+            Some(retryable),
+            "{}",
+            l.raw
+        );
         assert_eq!(l.str("meshkit.error.source"), Some(source), "{}", l.raw);
     }
     assert_eq!(
@@ -109,11 +110,7 @@ async fn the_first_failing_service_is_reported_through_every_hop() {
 
     // A success carries no error at any hop.
     send(entry, "/", "e-ok", &[]).await;
-    let ok = mesh
-        .access_log
-        .wait_for_request("e-ok", 5, LOG_WAIT)
-        .await
-        .unwrap();
+    let ok = common::lines_for(&mesh, "e-ok").await;
     assert!(
         ok.iter().all(|l| l.str("meshkit.error.code").is_none()),
         "{ok:#?}"
@@ -144,11 +141,7 @@ async fn the_first_failing_service_is_reported_through_every_hop() {
     )
     .await;
     assert_eq!(r.header("x-meshkit-error-code"), Some("ZZ999"));
-    let lines = mesh
-        .access_log
-        .wait_for_request("e-unknown", 5, LOG_WAIT)
-        .await
-        .unwrap();
+    let lines = common::lines_for(&mesh, "e-unknown").await;
     assert_eq!(
         line(&lines, "users", "inbound").str("meshkit.error.classification"),
         Some("unknown")
@@ -163,11 +156,7 @@ async fn the_first_failing_service_is_reported_through_every_hop() {
     )
     .await;
     assert_eq!(r.header("x-meshkit-error-code"), Some("CM503001"));
-    let lines = mesh
-        .access_log
-        .wait_for_request("e-problem", 5, LOG_WAIT)
-        .await
-        .unwrap();
+    let lines = common::lines_for(&mesh, "e-problem").await;
     assert_eq!(
         line(&lines, "users", "inbound").str("meshkit.error.source"),
         Some("problem_json")
@@ -243,11 +232,7 @@ async fn envoy_made_failures_get_mesh_codes_and_uniform_bodies() {
         Some("MESH_UPSTREAM_TIMEOUT")
     );
     assert_eq!(r.header("x-meshkit-error-origin"), Some("users"));
-    let lines = mesh
-        .access_log
-        .wait_for_request("e-ut", 4, LOG_WAIT)
-        .await
-        .unwrap();
+    let lines = common::lines_for(&mesh, "e-ut").await;
     let out = line(&lines, "recipes", "outbound");
     assert_eq!(out.num("http.response.status_code"), Some(504.0));
     assert_eq!(
@@ -325,11 +310,7 @@ async fn a_client_cannot_spoof_meshkit_headers() {
     let r = send(entry, "/", "e-spoof-ok", &spoof).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.header("x-meshkit-error-code"), None);
-    let lines = mesh
-        .access_log
-        .wait_for_request("e-spoof-ok", 5, LOG_WAIT)
-        .await
-        .unwrap();
+    let lines = common::lines_for(&mesh, "e-spoof-ok").await;
     assert!(
         lines.iter().all(|l| l.str("meshkit.error.code").is_none()),
         "{lines:#?}"

@@ -11,7 +11,6 @@ use hyper::Method;
 use meshkit_cli::access_log::AccessLine;
 use meshkit_cli::http_client::{self, Response};
 
-const LOG_WAIT: Duration = Duration::from_secs(30);
 const TRACEPARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
 
 async fn get(addr: SocketAddr, request_id: &str, demo: Option<&str>) -> Response {
@@ -68,11 +67,7 @@ async fn every_hop_logs_one_json_line_with_the_same_request_id() {
 
     let ok = get(entry, "it-ok-1", None).await;
     assert_eq!(ok.status, 200, "{}", ok.text());
-    let lines = mesh
-        .access_log
-        .wait_for_request("it-ok-1", 5, LOG_WAIT)
-        .await
-        .unwrap_or_else(|seen| panic!("expected 5 lines, got {seen:#?}"));
+    let lines = common::lines_for(&mesh, "it-ok-1").await;
     assert_eq!(lines.len(), 5, "exactly one line per hop: {lines:#?}");
     let hops: BTreeSet<_> = lines.iter().map(hop).collect();
     let expected: BTreeSet<_> = ALL_HOPS
@@ -130,11 +125,7 @@ async fn every_hop_logs_one_json_line_with_the_same_request_id() {
         failed.status, 500,
         "recipes and frontend apps answer a plain 500"
     );
-    let lines = mesh
-        .access_log
-        .wait_for_request("it-fail-1", 5, LOG_WAIT)
-        .await
-        .unwrap_or_else(|seen| panic!("expected 5 lines, got {seen:#?}"));
+    let lines = common::lines_for(&mesh, "it-fail-1").await;
     assert_eq!(status(find(&lines, "users", "inbound")), 503);
     assert_eq!(status(find(&lines, "recipes", "outbound")), 503);
     assert_eq!(status(find(&lines, "recipes", "inbound")), 500);
@@ -152,11 +143,7 @@ async fn a_dead_upstream_shows_as_uf_503_at_the_caller() {
     // Only the users app is gone: users' own sidecar fails to connect to it.
     assert!(mesh.stop_app("users"));
     get(entry, "it-app-down", None).await;
-    let lines = mesh
-        .access_log
-        .wait_for_request("it-app-down", 5, LOG_WAIT)
-        .await
-        .unwrap();
+    let lines = common::lines_for(&mesh, "it-app-down").await;
     let users_in = find(&lines, "users", "inbound");
     assert_eq!(status(users_in), 503);
     assert!(
@@ -169,11 +156,7 @@ async fn a_dead_upstream_shows_as_uf_503_at_the_caller() {
     // its route retries connect failures once before giving up (URX).
     assert!(mesh.stop_service("users").await);
     get(entry, "it-svc-down", None).await;
-    let lines = mesh
-        .access_log
-        .wait_for_request("it-svc-down", 4, LOG_WAIT)
-        .await
-        .unwrap();
+    let lines = common::lines_for(&mesh, "it-svc-down").await;
     assert_eq!(lines.len(), 4, "users logs nothing: {lines:#?}");
     let recipes_out = find(&lines, "recipes", "outbound");
     assert_eq!(status(recipes_out), 503);

@@ -23,10 +23,12 @@ pub enum FilterField {
     ErrorRetryable,
     ErrorClassification,
     ErrorSource,
+    RetryAllowed,
+    RetryBudget,
 }
 
 impl FilterField {
-    pub const ALL: [FilterField; 10] = [
+    pub const ALL: [FilterField; 12] = [
         FilterField::Service,
         FilterField::Direction,
         FilterField::TraceId,
@@ -37,6 +39,8 @@ impl FilterField {
         FilterField::ErrorRetryable,
         FilterField::ErrorClassification,
         FilterField::ErrorSource,
+        FilterField::RetryAllowed,
+        FilterField::RetryBudget,
     ];
 
     /// The filter-state property the filter sets (one path element that contains dots; Envoy
@@ -53,6 +57,8 @@ impl FilterField {
             FilterField::ErrorRetryable => "meshkit.error.retryable",
             FilterField::ErrorClassification => "meshkit.error.classification",
             FilterField::ErrorSource => "meshkit.error.source",
+            FilterField::RetryAllowed => "meshkit.retry.allowed",
+            FilterField::RetryBudget => "meshkit.retry.budget",
         }
     }
 
@@ -126,6 +132,8 @@ mod tests {
             direction: Direction::Inbound,
             local_replies: Default::default(),
             errors: Default::default(),
+            retries: Default::default(),
+            retry_layers: Default::default(),
         }
     }
 

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::catalog::{catalog_problems, CatalogEntry};
 use super::local_reply::LocalReplies;
+use super::retry_control::{RetryLayers, RetrySettings};
 
 /// Which side of the sidecar a listener is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,7 +30,7 @@ impl Direction {
 }
 
 /// One listener's filter configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PluginConfig {
     /// The mesh service this sidecar belongs to (`[a-z0-9-]`, 1–63 bytes, as in the mesh spec).
@@ -41,6 +42,12 @@ pub struct PluginConfig {
     /// Mesh-wide error settings (the same on every listener).
     #[serde(default)]
     pub errors: ErrorSettings,
+    /// Outbound: the routes whose retries the filter controls, and the upstream budgets.
+    #[serde(default)]
+    pub retries: RetrySettings,
+    /// Inbound: which layer of a call chain may retry a failure.
+    #[serde(default)]
+    pub retry_layers: RetryLayers,
 }
 
 /// How apps report error codes, and the catalog of codes. Mesh-wide: the SDK copies the
@@ -203,6 +210,12 @@ impl PluginConfig {
                 message,
             });
         }
+        if let Some((path, message)) = self.retries.problems().into_iter().next() {
+            return Err(ConfigError {
+                path: format!("retries.{path}"),
+                message,
+            });
+        }
         Ok(())
     }
 
@@ -293,6 +306,14 @@ mod tests {
         assert!(e.path.starts_with("errors.catalog[0]"), "{e}");
         let e = err(r#"{"service":"a","direction":"inbound","local_replies":"sometimes"}"#);
         assert_eq!(e.path, "local_replies");
+        let e = err(
+            r#"{"service":"a","direction":"outbound","retries":{"budgets":{"b":{"retry_ratio":0.2,"min_retries_per_second":10,"ttl_ms":100}}}}"#,
+        );
+        assert_eq!(e.path, "retries.budgets.b.ttl");
+        let e = err(
+            r#"{"service":"a","direction":"outbound","retries":{"budgets":{"b":{"retry_ratio":0.2}}}}"#,
+        );
+        assert!(e.message.contains("missing field"), "{e}");
     }
 
     #[test]

@@ -54,6 +54,28 @@ fn regex_escape(s: &str) -> String {
     s.replace('.', r"\.")
 }
 
+/// Retry metrics, one family per kind, labelled `service` and `upstream` (both bounded by the
+/// configuration): `meshkit.retry.<kind>.<service>.<upstream>`.
+pub const RETRY: &str = "meshkit.retry";
+pub const RETRY_KINDS: [&str; 4] = ["requests", "retries", "denied", "budget_remaining"];
+
+pub fn retry_metric(kind: &str, service: &str, upstream: &str) -> String {
+    format!("{RETRY}.{kind}.{service}.{upstream}")
+}
+
+/// `(tag name, regex)` pairs for the retry metrics.
+pub fn retry_tags() -> Vec<(String, String)> {
+    let head = format!(
+        r"^{}{}\.[^.]+",
+        regex_escape(ENVOY_PREFIX),
+        regex_escape(RETRY)
+    );
+    vec![
+        ("service".into(), format!(r"{head}(\.([^.]+))\.[^.]+$")),
+        ("upstream".into(), format!(r"{head}\.[^.]+(\.([^.]+))$")),
+    ]
+}
+
 /// Admits a bounded number of distinct values per label.
 #[derive(Debug, Clone)]
 pub struct CardinalityCap {

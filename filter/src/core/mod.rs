@@ -15,6 +15,8 @@ pub mod local_reply;
 pub mod metrics;
 pub mod propagation;
 pub mod report;
+pub mod retry_budget;
+pub mod retry_control;
 pub mod trace_context;
 
 #[cfg(test)]

@@ -27,9 +27,11 @@ pub fn read(headers: &impl HeaderSource) -> Option<Propagated> {
         .ok()
         .filter(|o| is_service_name(o))?;
     let cause = headers.header(CAUSE).and_then(|c| parse_cause(&c));
+    let retryable = headers.header(RETRYABLE).is_some_and(|v| v == b"true");
     Some(Propagated {
         code: String::from_utf8_lossy(&code).into_owned(),
         origin: origin.to_string(),
+        retryable,
         cause,
     })
 }
@@ -88,6 +90,7 @@ mod tests {
         }
         let p = read(&h).unwrap();
         assert_eq!((p.code.as_str(), p.origin.as_str()), ("CM503001", "users"));
+        assert!(p.retryable);
         assert_eq!(p.cause.unwrap().display(), "db:DB1");
     }
 

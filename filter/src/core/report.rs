@@ -30,6 +30,9 @@ pub struct ErrorReport {
 pub struct Propagated {
     pub code: String,
     pub origin: String,
+    /// As the upstream's sidecar decided it (which layer retries is its call, see
+    /// `RetryLayers`), not recomputed from this sidecar's catalog.
+    pub retryable: bool,
     pub cause: Option<Cause>,
 }
 
@@ -83,7 +86,10 @@ pub fn decide(catalog: &Catalog, facts: ResponseFacts) -> Option<ErrorReport> {
     match facts.direction {
         Direction::Outbound => {
             let p = facts.propagated?;
-            report(p.code, p.origin, Source::Upstream, p.cause)
+            report(p.code, p.origin, Source::Upstream, p.cause).map(|r| ErrorReport {
+                retryable: p.retryable,
+                ..r
+            })
         }
         Direction::Inbound => match facts.extracted {
             Extracted::Code { code, source } => {
@@ -239,12 +245,17 @@ mod tests {
             propagated: Some(Propagated {
                 code: "CM503001".into(),
                 origin: "users".into(),
+                retryable: false,
                 cause: None,
             }),
             ..facts(Direction::Outbound)
         };
         let r = decide(&catalog(), f).unwrap();
         assert_eq!((r.origin.as_str(), r.source), ("users", Source::Upstream));
+        assert!(
+            !r.retryable,
+            "the upstream sidecar's verdict, though the catalog says retryable"
+        );
         assert_eq!(decide(&catalog(), facts(Direction::Outbound)), None);
     }
 

@@ -103,6 +103,14 @@ pub const FIELDS: &[(&str, Source)] = &[
         "meshkit.error.source",
         Source::Filter(FilterField::ErrorSource),
     ),
+    (
+        "meshkit.retry.allowed",
+        Source::Filter(FilterField::RetryAllowed),
+    ),
+    (
+        "meshkit.retry.budget",
+        Source::Filter(FilterField::RetryBudget),
+    ),
 ];
 
 /// The stdout access log with the JSON format above.

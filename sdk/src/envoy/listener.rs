@@ -6,21 +6,25 @@
 
 use envoy_types::pb::envoy::config::listener::v3::{filter, Filter, FilterChain, Listener};
 use envoy_types::pb::envoy::config::route::v3::{
-    route, route_action, route_match, RetryPolicy as EnvoyRetryPolicy, Route as EnvoyRoute,
-    RouteAction, RouteConfiguration, RouteMatch, VirtualHost,
+    header_matcher, retry_policy::RetryBackOff, route, route_action, route_match, HeaderMatcher,
+    RetryPolicy as EnvoyRetryPolicy, Route as EnvoyRoute, RouteAction, RouteConfiguration,
+    RouteMatch, VirtualHost,
 };
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     http_connection_manager, http_filter, HttpConnectionManager, HttpFilter,
 };
+use envoy_types::pb::envoy::r#type::matcher::v3::{string_matcher, RegexMatcher, StringMatcher};
 use envoy_types::pb::google::protobuf::{BoolValue, UInt32Value};
 use meshkit_filter::core::config::{Direction, PluginConfig};
+use meshkit_filter::core::propagation;
+use meshkit_filter::core::retry_control::{RetrySettings, RouteRetry};
 
 use super::access_log::stdout_json_access_log;
 use super::any::{duration, pack};
 use super::cluster::{socket, LOCAL_APP_CLUSTER};
 use super::wasm_filter::meshkit_http_filter;
-use crate::model::{Mesh, PathMatch, RetryPolicy, Service};
+use crate::model::{Mesh, PathMatch, RetryPolicy, Route, Service};
 
 pub fn inbound(mesh: &Mesh, service: &Service, wasm_path: &str) -> Listener {
     let route = EnvoyRoute {
@@ -56,7 +60,9 @@ pub fn outbound(mesh: &Mesh, service: &Service, wasm_path: &str) -> Listener {
         .upstreams
         .iter()
         .flat_map(|up| {
-            up.routes.iter().map(|r| EnvoyRoute {
+            up.routes.iter().enumerate().map(|(i, r)| EnvoyRoute {
+                // The filter finds the route's retry settings by this name.
+                name: Route::name(&up.service, i),
                 r#match: Some(path_match(&r.path)),
                 action: Some(route::Action::Route(RouteAction {
                     cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(
@@ -104,6 +110,11 @@ fn listener(
         direction,
         local_replies: service.local_replies,
         errors: mesh.errors.clone(),
+        retries: match direction {
+            Direction::Outbound => retry_settings(service),
+            Direction::Inbound => RetrySettings::default(),
+        },
+        retry_layers: mesh.retry_layers,
     };
     let hcm = HttpConnectionManager {
         stat_prefix: name.into(),
@@ -159,13 +170,67 @@ fn path_match(path: &PathMatch) -> RouteMatch {
     }
 }
 
+/// The routes whose retries the outbound filter controls, and each upstream's budget.
+fn retry_settings(service: &Service) -> RetrySettings {
+    let mut settings = RetrySettings::default();
+    for up in &service.upstreams {
+        for (i, r) in up.routes.iter().enumerate() {
+            if let Some(retry) = &r.retry {
+                settings.routes.insert(
+                    Route::name(&up.service, i),
+                    RouteRetry {
+                        upstream: up.service.clone(),
+                        num_retries: retry.num_retries,
+                    },
+                );
+            }
+        }
+        if let Some(budget) = &up.retry_budget {
+            settings.budgets.insert(up.service.clone(), budget.clone());
+        }
+    }
+    settings
+}
+
+/// Envoy's retry policy: the spec's transport conditions, plus app errors the failing
+/// service's sidecar marked retryable (`x-meshkit-error-retryable: true`), for the listed
+/// methods only. The filter caps the count per request with `x-envoy-max-retries`.
 fn retry_policy(r: &RetryPolicy) -> EnvoyRetryPolicy {
+    let mut retry_on = r.retry_on.clone();
+    retry_on.push("retriable-headers".into());
     EnvoyRetryPolicy {
-        retry_on: r.retry_on.join(","),
+        retry_on: retry_on.join(","),
         num_retries: Some(UInt32Value {
             value: r.num_retries,
         }),
         per_try_timeout: r.per_try_timeout.map(duration),
+        retriable_headers: vec![HeaderMatcher {
+            name: propagation::RETRYABLE.into(),
+            header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::StringMatch(
+                StringMatcher {
+                    match_pattern: Some(string_matcher::MatchPattern::Exact("true".into())),
+                    ..Default::default()
+                },
+            )),
+            ..Default::default()
+        }],
+        retriable_request_headers: vec![HeaderMatcher {
+            name: ":method".into(),
+            header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::StringMatch(
+                StringMatcher {
+                    match_pattern: Some(string_matcher::MatchPattern::SafeRegex(RegexMatcher {
+                        regex: format!("^({})$", r.methods.join("|")),
+                        ..Default::default()
+                    })),
+                    ..Default::default()
+                },
+            )),
+            ..Default::default()
+        }],
+        retry_back_off: r.backoff.map(|(base, max)| RetryBackOff {
+            base_interval: Some(duration(base)),
+            max_interval: Some(duration(max)),
+        }),
         ..Default::default()
     }
 }

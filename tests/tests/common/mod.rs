@@ -5,6 +5,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use meshkit_cli::access_log::AccessLine;
+use meshkit_cli::http_client;
 use meshkit_cli::local_mesh::{LocalMesh, LocalMeshOptions};
 use meshkit_cli::locate;
 use meshkit_sdk::model::Mesh;
@@ -25,11 +27,16 @@ pub async fn start(mesh: Mesh, name: &str) -> LocalMesh {
 
 /// Like [`start`], leaving the apps of `external` services to the test.
 pub async fn start_with_external_apps(mesh: Mesh, name: &str, external: &[&str]) -> LocalMesh {
+    start_with(mesh, name, external, 1).await
+}
+
+/// The general form: external apps and Envoy worker count.
+pub async fn start_with(mesh: Mesh, name: &str, external: &[&str], concurrency: u32) -> LocalMesh {
     let options = LocalMeshOptions {
         envoy: envoy(),
         wasm: wasm(),
         run_dir: scratch_dir(name),
-        concurrency: 1,
+        concurrency,
         echo_access_log: false,
         ready_timeout: Duration::from_secs(60),
         external_apps: external.iter().map(|s| s.to_string()).collect(),
@@ -37,4 +44,41 @@ pub async fn start_with_external_apps(mesh: Mesh, name: &str, external: &[&str])
     LocalMesh::start(mesh, &options)
         .await
         .expect("start the mesh")
+}
+
+/// Every line `service`'s sidecar wrote before now is in the access log. Each Envoy flushes its
+/// own log on its own schedule, so before counting or searching one sidecar's lines a test
+/// sends a probe through it and waits for the probe's line, which that Envoy writes after them.
+pub async fn flush_barrier(mesh: &LocalMesh, service: &str) {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let id = format!(
+        "barrier-{}",
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let headers = [("x-request-id".to_string(), id.clone())];
+    let addr = mesh.inbound(service).expect("service in the mesh");
+    let _ = http_client::send(
+        addr,
+        hyper::Method::GET,
+        "/",
+        &headers,
+        Duration::from_secs(30),
+    )
+    .await;
+    mesh.access_log
+        .wait_for(Duration::from_secs(60), |lines| {
+            lines.iter().any(|l| {
+                l.str("request_id") == Some(id.as_str()) && l.str("service.name") == Some(service)
+            })
+        })
+        .await
+        .unwrap_or_else(|_| panic!("barrier through {service} never logged"));
+}
+
+/// All lines for request `id`, once every running sidecar has flushed.
+pub async fn lines_for(mesh: &LocalMesh, id: &str) -> Vec<AccessLine> {
+    for service in mesh.running_sidecars() {
+        flush_barrier(mesh, &service).await;
+    }
+    mesh.access_log.for_request(id)
 }
