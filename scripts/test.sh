@@ -26,5 +26,7 @@ say "filter core tests on wasm32 (wasm-bindgen-test, node)"
 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="$PWD/.tools/bin/wasm-bindgen-test-runner" \
   cargo test --locked -p meshkit-filter --target wasm32-unknown-unknown
 
-say "all tests: unit, CLI, and integration against real Envoy"
-cargo test --locked --workspace
+say "unit and CLI tests"
+cargo test --locked --workspace --exclude meshkit-tests
+say "integration tests against real Envoy (measured figures are printed)"
+cargo test --locked -p meshkit-tests -- --nocapture

@@ -158,10 +158,8 @@ enum Pending {
     None,
     /// Replace Envoy's local-reply body with this report's problem+json once it is complete.
     ReplaceBody(ErrorReport, u16),
-    /// Read the app's problem+json body (headers are held until then).
-    ProblemBody {
-        is_error: bool,
-    },
+    /// Read the app's error problem+json body (headers are held until then).
+    ProblemBody,
     /// gRPC: the status and its details come in trailers.
     Trailers,
 }
@@ -229,6 +227,13 @@ impl HttpContext for MeshkitHttp {
         // A gRPC response whose status is not in the headers carries it in trailers.
         let status_in_trailers = grpc_response && grpc_status.is_none() && !end_of_stream;
 
+        // Before anything settles the grant: Envoy's own replies (e.g. after retrying connect
+        // failures) carry the attempt count too, and those retries must be charged.
+        if let Some(grant) = self.retry.as_mut() {
+            grant.made =
+                retry_control::retries_made(response.header("x-envoy-attempt-count").as_deref());
+        }
+
         if let Some(mesh) = local_reply() {
             let report = self.finish(ResponseFacts {
                 local_reply: Some(mesh),
@@ -238,11 +243,6 @@ impl HttpContext for MeshkitHttp {
                 self.rewrite_local_reply(&response, report, status, end_of_stream);
             }
             return Action::Continue;
-        }
-
-        if let Some(grant) = self.retry.as_mut() {
-            grant.made =
-                retry_control::retries_made(response.header("x-envoy-attempt-count").as_deref());
         }
 
         match config.direction {
@@ -274,7 +274,7 @@ impl HttpContext for MeshkitHttp {
                         && errors.problem_json_max_body_bytes.is_some()
                         && !end_of_stream
                     {
-                        self.pending = Pending::ProblemBody { is_error };
+                        self.pending = Pending::ProblemBody;
                         return Action::Pause;
                     }
                 }
@@ -297,6 +297,7 @@ impl HttpContext for MeshkitHttp {
                     return Action::Pause;
                 }
                 let detail = read_body(body_size.min(local_reply::MAX_DETAIL_LEN));
+                let detail = String::from_utf8_lossy(&detail);
                 let request_id = self
                     .request_id
                     .as_deref()
@@ -312,7 +313,7 @@ impl HttpContext for MeshkitHttp {
                 }
                 Action::Continue
             }
-            Pending::ProblemBody { is_error } => {
+            Pending::ProblemBody => {
                 let max = self
                     .plugin
                     .config
@@ -325,14 +326,15 @@ impl HttpContext for MeshkitHttp {
                         reason: format!("body exceeds {max} bytes"),
                     }
                 } else if !end_of_stream {
-                    self.pending = Pending::ProblemBody { is_error };
+                    self.pending = Pending::ProblemBody;
                     return Action::Pause;
                 } else {
-                    extract::from_problem_json(&read_body(body_size).into_bytes(), max)
+                    extract::from_problem_json(&read_body(body_size), max)
                 };
+                // Only error responses are held for their body.
                 if let Some(report) = self.finish(ResponseFacts {
                     extracted,
-                    ..self.facts(is_error)
+                    ..self.facts(true)
                 }) {
                     // Headers were held in on_http_response_headers, so they can still change.
                     stamp(&Headers(MapType::HttpResponseHeaders), &report);
@@ -343,6 +345,14 @@ impl HttpContext for MeshkitHttp {
                 self.pending = other;
                 Action::Continue
             }
+        }
+    }
+
+    /// Runs before Envoy writes the access log line. A request that never got a response
+    /// through this filter (reset, or trailers that never came) still settles its retry grant.
+    fn on_log(&mut self) {
+        if self.retry.is_some() {
+            self.settle_retries(None);
         }
     }
 
@@ -625,12 +635,11 @@ fn property_string(path: &[&str]) -> Option<String> {
     String::from_utf8(bytes).ok()
 }
 
-/// Up to `len` bytes of the buffered response body, as lossy UTF-8.
-fn read_body(len: usize) -> String {
+/// Up to `len` bytes of the buffered response body.
+fn read_body(len: usize) -> Vec<u8> {
     hostcalls::get_buffer(BufferType::HttpResponseBody, 0, len)
         .ok()
         .flatten()
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default()
 }
 

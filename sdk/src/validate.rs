@@ -35,13 +35,13 @@ pub const RETRY_ON: &[&str] = &[
     "http3-post-connect-failure",
     "envoy-ratelimited",
 ];
-/// Conditions refused with an explanation (see [`RETRY_ON`]).
+/// Conditions refused with an explanation (see [`RETRY_ON`]); `retriable-headers` is refused
+/// too, as meshkit manages it.
 const STATUS_RETRY_ON: &[&str] = &[
     "5xx",
     "gateway-error",
     "retriable-4xx",
     "retriable-status-codes",
-    "retriable-headers",
     "cancelled",
     "deadline-exceeded",
     "internal",
@@ -367,7 +367,12 @@ fn retry_policy(r: &RetrySpec, timeout: Duration, at: &str, c: &mut Collector) -
         None => DEFAULT_RETRY_ON.iter().map(|s| s.to_string()).collect(),
     };
     for (k, cond) in retry_on.iter().enumerate() {
-        if STATUS_RETRY_ON.contains(&cond.as_str()) {
+        if cond == "retriable-headers" {
+            c.push(
+                format!("{at}.retry_on[{k}]"),
+                "meshkit adds retriable-headers itself, for app errors marked retryable",
+            );
+        } else if STATUS_RETRY_ON.contains(&cond.as_str()) {
             c.push(
                 format!("{at}.retry_on[{k}]"),
                 format!(

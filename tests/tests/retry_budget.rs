@@ -112,6 +112,20 @@ async fn only_retryable_app_codes_and_idempotent_methods_are_retried() {
     .await;
     assert_eq!(r.header("x-envoy-attempt-count"), Some("1"));
 
+    // Connect failures are retried by the router itself (Envoy replies, not the app): those
+    // retries are charged and counted too, in step with Envoy's own counter.
+    assert!(mesh.stop_service("users").await);
+    let r = send(recipes_out, Method::GET, "/users", "r-uf", &[]).await;
+    assert_eq!(r.header("x-envoy-attempt-count"), Some("2"));
+    assert_eq!(
+        r.header("x-meshkit-error-code"),
+        Some("MESH_UPSTREAM_CONNECT_FAILURE")
+    );
+    let ours = meshkit_retry(&mesh, "recipes", "retries", "users").await;
+    let envoys = envoy_stat(&mesh, "recipes", "cluster.users.upstream_rq_retry").await;
+    assert_eq!(ours as u64, envoys);
+    assert_eq!(envoys, 2, "r-retryable and r-uf each retried once");
+
     mesh.shutdown().await;
 }
 
@@ -138,53 +152,38 @@ async fn a_client_cannot_force_retries() {
     mesh.shutdown().await;
 }
 
-/// A chain of three services, each route allowing 3 retries, the deepest failing with a
-/// retryable code; `layers` and `budget` as given.
-fn chain(layers: &str, budget: bool) -> meshkit_sdk::model::Mesh {
-    let ports = meshkit_tests::free_ports(12);
-    let p = |i: usize| ports[i];
+/// Services calling each other in a chain, `names[0]` → `names[1]` → …, each route allowing 3
+/// retries (1 ms backoff), the default retry budget or none, `retry_layers` as given.
+fn retry_chain(names: &[&str], layers: &str, budget: bool) -> meshkit_sdk::model::Mesh {
     let budget = if budget {
         ""
     } else {
         "retry_budget: { enabled: false }, "
     };
-    let spec = format!(
-        r#"
-version: 1
-mesh: chain
-retry_layers: {layers}
-errors:
-  catalog:
-    - {{ code: CM503001, http_status: 503, grpc_status: UNAVAILABLE, retryable: true, message: unavailable }}
-services:
-  - name: a
-    app: {{ port: {} }}
-    sidecar: {{ inbound_port: {}, outbound_port: {}, admin_port: {} }}
-    upstreams:
-      - {{ service: b, {budget}routes: [ {{ match: {{ prefix: /b }}, timeout: 10s, retry: {{ num_retries: 3, backoff: {{ base_interval: 1ms }} }} }} ] }}
-  - name: b
-    app: {{ port: {} }}
-    sidecar: {{ inbound_port: {}, outbound_port: {}, admin_port: {} }}
-    upstreams:
-      - {{ service: c, {budget}routes: [ {{ match: {{ prefix: /c }}, timeout: 10s, retry: {{ num_retries: 3, backoff: {{ base_interval: 1ms }} }} }} ] }}
-  - name: c
-    app: {{ port: {} }}
-    sidecar: {{ inbound_port: {}, outbound_port: {}, admin_port: {} }}
-"#,
-        p(0),
-        p(1),
-        p(2),
-        p(3),
-        p(4),
-        p(5),
-        p(6),
-        p(7),
-        p(8),
-        p(9),
-        p(10),
-        p(11)
+    let mut ports = meshkit_tests::free_ports(4 * names.len()).into_iter();
+    let mut port = || ports.next().expect("enough free ports");
+    let mut spec = format!(
+        "version: 1\nmesh: chain\nretry_layers: {layers}\nerrors:\n  catalog:\n    - {{ code: CM503001, \
+         http_status: 503, grpc_status: UNAVAILABLE, retryable: true, message: unavailable }}\nservices:\n"
     );
+    for (i, name) in names.iter().enumerate() {
+        spec += &format!(
+            "  - name: {name}\n    app: {{ port: {} }}\n    sidecar: {{ inbound_port: {}, outbound_port: {}, admin_port: {} }}\n",
+            port(), port(), port(), port()
+        );
+        if let Some(next) = names.get(i + 1) {
+            spec += &format!(
+                "    upstreams:\n      - {{ service: {next}, {budget}routes: [ {{ match: {{ prefix: /{next} }}, \
+                 timeout: 10s, retry: {{ num_retries: 3, backoff: {{ base_interval: 1ms }} }} }} ] }}\n"
+            );
+        }
+    }
     meshkit_sdk::load_str(&spec, meshkit_sdk::Format::Yaml).unwrap()
+}
+
+/// A chain of three services, the deepest failing with a retryable code.
+fn chain(layers: &str, budget: bool) -> meshkit_sdk::model::Mesh {
+    retry_chain(&["a", "b", "c"], layers, budget)
 }
 
 /// Attempts reaching `c` for one client request into `a`.
@@ -224,32 +223,7 @@ async fn retries_do_not_multiply_across_layers() {
 /// `load` → `target`, 3 retries allowed per request, the default budget (20 %, 10/s, 10 s)
 /// or none.
 fn load_pair(budget: bool) -> meshkit_sdk::model::Mesh {
-    let p = meshkit_tests::free_ports(8);
-    let budget = if budget {
-        ""
-    } else {
-        "retry_budget: { enabled: false }, "
-    };
-    let spec = format!(
-        r#"
-version: 1
-mesh: load
-errors:
-  catalog:
-    - {{ code: CM503001, http_status: 503, grpc_status: UNAVAILABLE, retryable: true, message: unavailable }}
-services:
-  - name: load
-    app: {{ port: {} }}
-    sidecar: {{ inbound_port: {}, outbound_port: {}, admin_port: {} }}
-    upstreams:
-      - {{ service: target, {budget}routes: [ {{ match: {{ prefix: /target }}, timeout: 10s, retry: {{ num_retries: 3, backoff: {{ base_interval: 1ms }} }} }} ] }}
-  - name: target
-    app: {{ port: {} }}
-    sidecar: {{ inbound_port: {}, outbound_port: {}, admin_port: {} }}
-"#,
-        p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]
-    );
-    meshkit_sdk::load_str(&spec, meshkit_sdk::Format::Yaml).unwrap()
+    retry_chain(&["load", "target"], "nearest_hop", budget)
 }
 
 const RATE: u32 = 200;
