@@ -111,6 +111,17 @@ impl RootContext for MeshkitRoot {
                     config.direction.as_str(),
                     config.errors.catalog.len()
                 );
+                // Shared data only compare-and-swaps keys that exist: create each budget's key
+                // now, before traffic, so no two workers ever race to create it mid-request.
+                for upstream in config.retries.budgets.keys() {
+                    let key = budget_key(&config.service, upstream);
+                    if matches!(hostcalls::get_shared_data(&key), Ok((None, _))) {
+                        let empty = retry_budget::Window::default().encode();
+                        if let Err(s) = hostcalls::set_shared_data(&key, Some(&empty), None) {
+                            log::warn!("meshkit: cannot create {key}: {s:?}");
+                        }
+                    }
+                }
                 let cap = CardinalityCap::new(config.errors.max_metric_codes as usize);
                 let budgets = config
                     .retries
