@@ -1,7 +1,11 @@
 //! proxy-wasm glue: reads what Envoy shows, calls [`crate::core`], writes the result back.
 //!
-//! Only `hostcalls::*` are used, never the `Context` trait helpers: those `unwrap()` host errors
-//! (e.g. `set_property`), and a panic here would kill the VM and fail every request on the worker.
+//! Only `hostcalls::*` are used, never the `Context` trait helpers, which `unwrap()` more
+//! host errors. Even so, proxy-wasm 0.2.5's hostcalls `panic!` on any status they do not
+//! expect (e.g. `set_map_value` on anything but Ok), and a panic kills the VM and fails every
+//! request on the worker. So headers are only ever written where Envoy answers Ok: request
+//! headers in the request-headers callback, response headers in the response-headers
+//! callback or while they are held (`Action::Pause`), trailers in the trailers callback.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -149,7 +153,11 @@ impl RootContext for MeshkitRoot {
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        let plugin = self.plugin.clone()?;
+        // Envoy does not start a plugin whose configuration failed; should it ask anyway,
+        // answering None would make the SDK panic, so hand it a context that does nothing.
+        let Some(plugin) = self.plugin.clone() else {
+            return Some(Box::new(Passthrough));
+        };
         Some(Box::new(MeshkitHttp {
             plugin,
             request_id: None,
@@ -164,6 +172,12 @@ impl RootContext for MeshkitRoot {
     }
 }
 
+/// The HTTP context of a plugin that has no configuration: lets traffic through untouched.
+struct Passthrough;
+
+impl Context for Passthrough {}
+impl HttpContext for Passthrough {}
+
 /// Work a response callback left for a later one.
 enum Pending {
     None,
@@ -171,8 +185,9 @@ enum Pending {
     ReplaceBody(ErrorReport, u16),
     /// Read the app's error problem+json body (headers are held until then).
     ProblemBody,
-    /// gRPC: the status and its details come in trailers.
-    Trailers,
+    /// gRPC: the status and its details come in trailers; what the headers already showed
+    /// (inbound: the app's code, if any) is decided on together with them.
+    Trailers(Extracted),
 }
 
 /// One per HTTP stream.
@@ -204,6 +219,12 @@ impl HttpContext for MeshkitHttp {
             request.remove(name);
         }
         self.request_id = request.header("x-request-id");
+        if self.plugin.config.direction == Direction::Inbound {
+            if let Some(id) = &self.request_id {
+                // Request ids are the caller's; a reused one must not inherit an old cause.
+                cause_table::forget(&SharedData, id);
+            }
+        }
         self.grpc_caller = request
             .header("content-type")
             .is_some_and(|ct| ct.starts_with(b"application/grpc"));
@@ -260,7 +281,7 @@ impl HttpContext for MeshkitHttp {
             Direction::Outbound => {
                 let propagated = propagation::read(&response);
                 if propagated.is_none() && status_in_trailers {
-                    self.pending = Pending::Trailers;
+                    self.pending = Pending::Trailers(Extracted::Absent);
                     return Action::Continue;
                 }
                 self.finish(ResponseFacts {
@@ -272,11 +293,11 @@ impl HttpContext for MeshkitHttp {
                 let errors = &config.errors;
                 let extracted = extract::from_header(&response, &errors.app_header)
                     .or_else(|| extract::from_grpc(&response, errors.grpc_detail_type.as_deref()));
+                if status_in_trailers {
+                    self.pending = Pending::Trailers(extracted);
+                    return Action::Continue;
+                }
                 if extracted == Extracted::Absent {
-                    if status_in_trailers {
-                        self.pending = Pending::Trailers;
-                        return Action::Continue;
-                    }
                     let problem = response
                         .header("content-type")
                         .is_some_and(|ct| extract::is_problem_json(&ct));
@@ -362,39 +383,52 @@ impl HttpContext for MeshkitHttp {
     /// Runs before Envoy writes the access log line. A request that never got a response
     /// through this filter (reset, or trailers that never came) still settles its retry grant.
     fn on_log(&mut self) {
-        if self.retry.is_some() {
+        if let Some(grant) = self.retry.as_mut() {
+            // No response headers came through (e.g. the caller went away mid-retry): the
+            // stream info still knows how many attempts the router made.
+            if let Some(bytes) = hostcalls::get_property(vec!["upstream", "request_attempt_count"])
+                .ok()
+                .flatten()
+            {
+                if let Some(word) = bytes.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()) {
+                    let attempts = u64::from_le_bytes(word);
+                    grant.made = u32::try_from(attempts.saturating_sub(1)).unwrap_or(u32::MAX);
+                }
+            }
             self.settle_retries(None);
         }
     }
 
     fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
-        if !matches!(self.pending, Pending::Trailers) {
-            return Action::Continue;
-        }
-        self.pending = Pending::None;
         let trailers = Headers(MapType::HttpResponseTrailers);
+        let inbound = self.plugin.config.direction == Direction::Inbound;
+        if inbound {
+            // Trailers can carry meshkit's headers too; the app may not set them there either.
+            for name in propagation::ALL {
+                trailers.remove(name);
+            }
+        }
+        let Pending::Trailers(from_headers) = std::mem::replace(&mut self.pending, Pending::None)
+        else {
+            return Action::Continue;
+        };
         let is_error = trailers.header("grpc-status").is_some_and(|s| s != b"0");
-        match self.plugin.config.direction {
-            Direction::Outbound => {
-                self.finish(ResponseFacts {
-                    propagated: propagation::read(&trailers),
-                    ..self.facts(is_error)
-                });
+        if inbound {
+            let errors = &self.plugin.config.errors;
+            let extracted = from_headers
+                .or_else(|| extract::from_header(&trailers, &errors.app_header))
+                .or_else(|| extract::from_grpc(&trailers, errors.grpc_detail_type.as_deref()));
+            if let Some(report) = self.finish(ResponseFacts {
+                extracted,
+                ..self.facts(is_error)
+            }) {
+                stamp(&trailers, &report);
             }
-            Direction::Inbound => {
-                for name in propagation::ALL {
-                    trailers.remove(name);
-                }
-                let errors = &self.plugin.config.errors;
-                let extracted = extract::from_header(&trailers, &errors.app_header)
-                    .or_else(|| extract::from_grpc(&trailers, errors.grpc_detail_type.as_deref()));
-                if let Some(report) = self.finish(ResponseFacts {
-                    extracted,
-                    ..self.facts(is_error)
-                }) {
-                    stamp(&trailers, &report);
-                }
-            }
+        } else {
+            self.finish(ResponseFacts {
+                propagated: propagation::read(&trailers),
+                ..self.facts(is_error)
+            });
         }
         Action::Continue
     }
@@ -494,28 +528,26 @@ impl MeshkitHttp {
         else {
             return;
         };
-        let affordable = plugin.budgets.get(&upstream).map(|budget| {
+        // (retries reserved for this request, retries the budget affords after that)
+        let reservation = plugin.budgets.get(&upstream).map(|budget| {
             let now = now_ms();
-            retry_budget::update(
-                &SharedData,
-                &budget_key(&plugin.config.service, &upstream),
-                |w| {
-                    w.deposit(budget, now);
-                    w.available(budget, now)
-                },
-            )
-            // The shared store kept refusing: err on the side of not retrying.
-            .map_or(0, |(_, available)| available)
+            let key = budget_key(&plugin.config.service, &upstream);
+            match retry_budget::update(&SharedData, &key, |w| w.grant(budget, now, num_retries)) {
+                Some((mut window, granted)) => (granted, window.available(budget, now)),
+                // The shared store kept refusing: err on the side of not retrying.
+                None => (0, 0),
+            }
         });
+        let affordable = reservation.map(|(granted, _)| granted);
         let (allowed, decision) = retry_control::allowance(num_retries, affordable);
         request.set("x-envoy-max-retries", &allowed.to_string());
         if let Ok(mut m) = plugin.metrics.try_borrow_mut() {
             let service = &plugin.config.service;
             m.increment(metrics::retry_metric("requests", service, &upstream));
-            if let Some(a) = affordable {
+            if let Some((_, left)) = reservation {
                 m.gauge(
                     metrics::retry_metric("budget_remaining", service, &upstream),
-                    u64::from(a),
+                    u64::from(left),
                 );
             }
         }
@@ -535,24 +567,24 @@ impl MeshkitHttp {
         };
         let plugin = self.plugin.clone();
         let service = &plugin.config.service;
-        if let Some(budget) = plugin.budgets.get(&grant.upstream) {
-            if grant.made > 0 {
-                let now = now_ms();
-                let key = budget_key(service, &grant.upstream);
-                if retry_budget::update(&SharedData, &key, |w| w.charge(budget, now, grant.made))
-                    .is_none()
-                {
-                    log::warn!("meshkit: could not charge retry budget {key}");
-                }
+        // The router never exceeds x-envoy-max-retries; capping keeps the accounting exact.
+        let made = grant.made.min(grant.allowed);
+        let unused = grant.allowed - made;
+        if let (Some(budget), true) = (plugin.budgets.get(&grant.upstream), unused > 0) {
+            let now = now_ms();
+            let key = budget_key(service, &grant.upstream);
+            if retry_budget::update(&SharedData, &key, |w| w.refund(budget, now, unused)).is_none()
+            {
+                log::warn!("meshkit: could not refund retry budget {key}");
             }
         }
         let retryable_failure = report.is_some_and(|r| r.retryable);
         let decision =
-            retry_control::settle(grant.decision, grant.allowed, grant.made, retryable_failure);
+            retry_control::settle(grant.decision, grant.allowed, made, retryable_failure);
         if let Ok(mut m) = plugin.metrics.try_borrow_mut() {
             m.add(
                 metrics::retry_metric("retries", service, &grant.upstream),
-                u64::from(grant.made),
+                u64::from(made),
             );
             if decision == BudgetDecision::Denied {
                 m.increment(metrics::retry_metric("denied", service, &grant.upstream));

@@ -108,6 +108,17 @@ async fn the_first_failing_service_is_reported_through_every_hop() {
         Some("users:CM503001")
     );
 
+    // A reused request id does not inherit the earlier request's cause: recipes now fails by
+    // itself with a plain 500 and users is never called.
+    let r = send(entry, "/", "e-chain", &[("x-demo", "recipes.status=500")]).await;
+    assert_eq!(r.status, 500);
+    assert_eq!(
+        r.header("x-meshkit-error-code"),
+        None,
+        "stale cause reported: {:?}",
+        r.headers
+    );
+
     // A success carries no error at any hop.
     send(entry, "/", "e-ok", &[]).await;
     let ok = common::lines_for(&mesh, "e-ok").await;

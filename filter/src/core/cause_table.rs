@@ -68,6 +68,15 @@ pub fn remember(store: &impl SharedStore, request_id: &[u8], cause: &Cause) {
     store.set(&slot_key(request_id), entry.as_bytes());
 }
 
+/// Drops the cause recorded for `request_id`, if its slot holds it. The inbound sidecar does
+/// this when a request arrives: request ids are chosen by callers and may be reused (a client
+/// retry, a fan-out with one id), and a cause must not outlive the request that saw it.
+pub fn forget(store: &impl SharedStore, request_id: &[u8]) {
+    if recall(store, request_id).is_some() {
+        store.set(&slot_key(request_id), b"");
+    }
+}
+
 /// The cause recorded for `request_id`, if its slot still holds it.
 pub fn recall(store: &impl SharedStore, request_id: &[u8]) -> Option<Cause> {
     if !usable(request_id) {
@@ -133,6 +142,18 @@ pub(crate) mod tests {
         remember(&s, &other, &cause("NEW"));
         assert_eq!(recall(&s, &first), None, "overwritten, not confused");
         assert_eq!(recall(&s, &other), Some(cause("NEW")));
+    }
+
+    #[test]
+    fn forget_clears_only_this_request() {
+        let s = MapStore::default();
+        remember(&s, b"req-1", &cause("CM503001"));
+        remember(&s, b"req-2", &cause("X"));
+        forget(&s, b"req-1");
+        assert_eq!(recall(&s, b"req-1"), None);
+        assert_eq!(recall(&s, b"req-2"), Some(cause("X")));
+        forget(&s, b"never-seen");
+        assert_eq!(recall(&s, b"req-2"), Some(cause("X")));
     }
 
     #[test]

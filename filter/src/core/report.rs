@@ -83,6 +83,11 @@ pub fn decide(catalog: &Catalog, facts: ResponseFacts) -> Option<ErrorReport> {
         );
     }
 
+    // A code on a successful response is not an error (and must not become a remembered
+    // cause that a later failure gets blamed on).
+    if !facts.is_error {
+        return None;
+    }
     match facts.direction {
         Direction::Outbound => {
             let p = facts.propagated?;
@@ -95,7 +100,6 @@ pub fn decide(catalog: &Catalog, facts: ResponseFacts) -> Option<ErrorReport> {
             Extracted::Code { code, source } => {
                 report(code, facts.service, source, facts.remembered)
             }
-            _ if !facts.is_error => None,
             extracted => {
                 if let Some(cause) = facts.remembered {
                     // The app failed without a code of its own while handling a request whose
@@ -257,6 +261,30 @@ mod tests {
             "the upstream sidecar's verdict, though the catalog says retryable"
         );
         assert_eq!(decide(&catalog(), facts(Direction::Outbound)), None);
+    }
+
+    #[test]
+    fn a_code_on_a_success_is_not_an_error() {
+        let f = ResponseFacts {
+            extracted: Extracted::Code {
+                code: "CM503001".into(),
+                source: Source::Header,
+            },
+            is_error: false,
+            ..facts(Direction::Inbound)
+        };
+        assert_eq!(decide(&catalog(), f), None);
+        let f = ResponseFacts {
+            propagated: Some(Propagated {
+                code: "CM503001".into(),
+                origin: "users".into(),
+                retryable: true,
+                cause: None,
+            }),
+            is_error: false,
+            ..facts(Direction::Outbound)
+        };
+        assert_eq!(decide(&catalog(), f), None);
     }
 
     #[test]

@@ -13,7 +13,12 @@
 //!   (a standing allowance so low-traffic callers can still retry: 10/s × 10 s = 100 retries)
 //!
 //! A retry is affordable while `sum(window) + reserve ≥ withdraw`, so over any `ttl` the
-//! retries made are at most `retry_ratio × requests + min_retries_per_second × ttl`. With
+//! retries made are at most `retry_ratio × requests + min_retries_per_second × ttl`.
+//!
+//! Retries are **reserved** when a request is granted its allowance (withdrawn up front, in
+//! the same atomic update as its deposit) and the unused part is **refunded** when the request
+//! completes. Without the reservation, requests in flight together would all be granted
+//! against the same balance and overdraw it by up to concurrency × `num_retries`. With
 //! `retry_ratio = 0` requests deposit nothing and only the reserve pays (withdraw = `SCALE`).
 //! A ratio above 1 (allowed, up to [`MAX_RATIO`]) lets each request pay for several retries.
 //!
@@ -22,7 +27,10 @@
 //! of a tenth — the same trade tower makes between precision and cost.
 //!
 //! Time only moves forward here: a clock that stands still keeps filling the current slot,
-//! and a clock that goes backwards is treated as standing still (never un-expires a slot).
+//! and a clock that steps back by less than a window is treated as standing still (never
+//! un-expires a slot). A window written with another slot length (the `ttl` changed while
+//! shared data lived on) or far in the future (the clock jumped back by more than a window)
+//! starts over empty, rather than freezing.
 //! All arithmetic is on `i64`/`u64` and saturating, so it behaves the same with the 32-bit
 //! `usize` of Envoy's Wasm VM.
 //!
@@ -135,21 +143,31 @@ impl Budget {
 }
 
 /// The sliding window: `slots[n % SLOTS]` holds slot number `n`; `head` is the newest slot
-/// number written.
+/// number written, in slots of `slot_ms`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Window {
+    pub slot_ms: u64,
     pub head: u64,
     pub slots: [i64; SLOTS],
 }
 
-const ENCODED_LEN: usize = 8 + 8 * SLOTS;
+const ENCODED_LEN: usize = 16 + 8 * SLOTS;
 
 impl Window {
     /// Expires the slots that fell out of the window by `now_ms`.
     fn advance(&mut self, budget: &Budget, now_ms: u64) {
         let now = budget.slot_of(now_ms);
+        if self.slot_ms != budget.slot_ms || now.saturating_add(SLOTS as u64) < self.head {
+            // Another slot length, or a clock far behind the window: start over.
+            *self = Window {
+                slot_ms: budget.slot_ms,
+                head: now,
+                slots: [0; SLOTS],
+            };
+            return;
+        }
         if now <= self.head {
-            return; // same slot, or the clock went backwards
+            return; // same slot, or the clock stepped back a little
         }
         if now - self.head >= SLOTS as u64 {
             self.slots = [0; SLOTS];
@@ -182,6 +200,21 @@ impl Window {
         self.add(budget.withdraw.saturating_mul(-i64::from(retries)));
     }
 
+    /// One original request asking for up to `wanted` retries: deposits, and reserves (charges
+    /// now) as many as the budget affords. Returns the number reserved.
+    pub fn grant(&mut self, budget: &Budget, now_ms: u64, wanted: u32) -> u32 {
+        self.deposit(budget, now_ms);
+        let granted = self.available(budget, now_ms).min(wanted);
+        self.charge(budget, now_ms, granted);
+        granted
+    }
+
+    /// Gives back `unused` reserved retries.
+    pub fn refund(&mut self, budget: &Budget, now_ms: u64, unused: u32) {
+        self.advance(budget, now_ms);
+        self.add(budget.withdraw.saturating_mul(i64::from(unused)));
+    }
+
     /// How many retries the budget affords right now.
     pub fn available(&mut self, budget: &Budget, now_ms: u64) -> u32 {
         self.advance(budget, now_ms);
@@ -194,6 +227,7 @@ impl Window {
 
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(ENCODED_LEN);
+        out.extend_from_slice(&self.slot_ms.to_le_bytes());
         out.extend_from_slice(&self.head.to_le_bytes());
         for s in self.slots {
             out.extend_from_slice(&s.to_le_bytes());
@@ -208,11 +242,12 @@ impl Window {
         }
         let word = |i: usize| -> Option<[u8; 8]> { bytes.get(i * 8..i * 8 + 8)?.try_into().ok() };
         let mut w = Window {
-            head: u64::from_le_bytes(word(0)?),
+            slot_ms: u64::from_le_bytes(word(0)?),
+            head: u64::from_le_bytes(word(1)?),
             slots: [0; SLOTS],
         };
         for (k, slot) in w.slots.iter_mut().enumerate() {
-            *slot = i64::from_le_bytes(word(k + 1)?);
+            *slot = i64::from_le_bytes(word(k + 2)?);
         }
         Some(w)
     }
@@ -363,14 +398,55 @@ mod tests {
     }
 
     #[test]
+    fn reservations_cannot_be_overdrawn_and_unused_ones_come_back() {
+        let b = budget(0.2, 1, 10_000); // reserve: 10 retries
+        let mut w = Window::default();
+        // 100 requests in flight together, each wanting 3 retries: 10 + 100 × 0.2 = 30 in all.
+        let granted: u32 = (0..100).map(|_| w.grant(&b, 0, 3)).sum();
+        assert_eq!(
+            granted, 30,
+            "never more than the budget, whatever the concurrency"
+        );
+        assert_eq!(w.available(&b, 0), 0);
+        // They all succeed without retrying: the reservations are refunded.
+        w.refund(&b, 0, granted);
+        assert_eq!(w.available(&b, 0), 30);
+    }
+
+    #[test]
+    fn a_changed_slot_length_or_a_big_clock_jump_starts_over() {
+        let ten = budget(1.0, 0, 10_000);
+        let twenty = budget(1.0, 0, 20_000);
+        let mut w = Window::default();
+        for _ in 0..5 {
+            w.deposit(&ten, 100_000);
+        }
+        assert_eq!(w.available(&ten, 100_000), 5);
+        assert_eq!(
+            w.available(&twenty, 100_000),
+            0,
+            "new ttl: fresh window, not a frozen one"
+        );
+        assert_eq!(w.slot_ms, 2_000);
+        w.deposit(&twenty, 100_000);
+        assert_eq!(
+            w.available(&twenty, 5_000),
+            0,
+            "clock jumped back a whole window: fresh"
+        );
+        w.deposit(&twenty, 5_000);
+        assert_eq!(w.available(&twenty, 5_000), 1, "and the window moves again");
+    }
+
+    #[test]
     fn clock_standing_still_or_going_backwards() {
         let b = budget(1.0, 0, 10_000);
         let mut w = Window::default();
         w.deposit(&b, 20_000);
         w.deposit(&b, 20_000);
         assert_eq!(w.available(&b, 20_000), 2);
-        w.deposit(&b, 3_000); // backwards: lands in the current slot, expires nothing
-        assert_eq!(w.available(&b, 1_000), 3);
+        w.deposit(&b, 13_000); // a step back: lands in the current slot, expires nothing
+        assert_eq!(w.available(&b, 11_000), 3);
         assert_eq!(w.head, 20);
         assert_eq!(
             w.available(&b, 30_000),
@@ -383,6 +459,7 @@ mod tests {
     fn arithmetic_limits_saturate() {
         let b = budget(MAX_RATIO, 100_000, 60_000);
         let mut w = Window {
+            slot_ms: b.slot_ms,
             slots: [i64::MAX; SLOTS],
             ..Default::default()
         };
@@ -403,6 +480,12 @@ mod tests {
         assert_eq!(Window::decode(&[0; ENCODED_LEN - 1]), None);
         assert_eq!(Window::decode(&[0; ENCODED_LEN + 1]), None);
         assert_eq!(Window::decode(&[0; ENCODED_LEN]), Some(Window::default()));
+        let w = Window {
+            slot_ms: 1000,
+            head: 7,
+            slots: [-3; SLOTS],
+        };
+        assert_eq!(Window::decode(&w.encode()), Some(w));
     }
 
     /// A store that loses the race `conflicts` times before accepting a write.
@@ -423,9 +506,14 @@ mod tests {
                 self.conflicts.set(self.conflicts.get() - 1);
                 // Someone else deposited meanwhile.
                 let mut data = self.data.borrow_mut();
-                let entry = data
-                    .entry(key.to_string())
-                    .or_insert((Window::default().encode(), 0));
+                let entry = data.entry(key.to_string()).or_insert((
+                    Window {
+                        slot_ms: 1000,
+                        ..Default::default()
+                    }
+                    .encode(),
+                    0,
+                ));
                 let mut w = Window::decode(&entry.0).unwrap();
                 w.slots[0] += 1000;
                 *entry = (w.encode(), entry.1 + 1);
