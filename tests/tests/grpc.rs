@@ -38,6 +38,30 @@ fn status_with_detail(code: Code, type_url: &str, value: Vec<u8>) -> Status {
 
 #[tonic::async_trait]
 impl Recipes for RecipesApp {
+    type ListStream =
+        std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<Recipe, Status>> + Send>>;
+
+    async fn list(
+        &self,
+        request: Request<GetRecipe>,
+    ) -> Result<Response<Self::ListStream>, Status> {
+        let id = request.into_inner().id;
+        let first = Ok(Recipe {
+            id: id.clone(),
+            name: "soup".into(),
+        });
+        let then = Err(status_with_detail(
+            Code::Unavailable,
+            "type.googleapis.com/meshkit.demo.ApplicationError",
+            ApplicationError {
+                code: "CM503001".into(),
+                message: "gone".into(),
+            }
+            .encode_to_vec(),
+        ));
+        Ok(Response::new(Box::pin(tokio_stream::iter([first, then]))))
+    }
+
     async fn get(&self, request: Request<GetRecipe>) -> Result<Response<Recipe>, Status> {
         match request.into_inner().id.as_str() {
             "error-info" => Err(status_with_detail(
@@ -179,6 +203,28 @@ async fn the_sidecar_extracts_codes_from_grpc_status_details() {
     assert_eq!(s.code(), Code::Internal);
     assert_eq!(meta(&s, "x-meshkit-error-code"), Some("CM500003"));
     assert_eq!(meta(&s, "x-meshkit-error-retryable"), Some("false"));
+
+    // A failure after a message: the status and its details come in real trailers.
+    let mut request = Request::new(GetRecipe {
+        id: "stream-1".into(),
+    });
+    request
+        .metadata_mut()
+        .insert("x-request-id", "g-stream".parse().unwrap());
+    let mut stream = client.list(request).await.unwrap().into_inner();
+    assert_eq!(stream.message().await.unwrap().unwrap().name, "soup");
+    let s = stream.message().await.unwrap_err();
+    assert_eq!(s.code(), Code::Unavailable);
+    assert_eq!(meta(&s, "x-meshkit-error-code"), Some("CM503001"), "{s:?}");
+    assert_eq!(meta(&s, "x-meshkit-error-origin"), Some("recipes"));
+    let lines = mesh
+        .access_log
+        .wait_for_request("g-stream", 2, LOG_WAIT)
+        .await
+        .unwrap();
+    for l in &lines {
+        assert_eq!(l.str("meshkit.error.code"), Some("CM503001"), "{}", l.raw);
+    }
 
     // The server goes away: the recipes sidecar's connect failure reaches the gRPC client as a
     // proper status with meshkit's ErrorInfo.
