@@ -215,9 +215,7 @@ impl HttpContext for MeshkitHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let request = Headers(MapType::HttpRequestHeaders);
         // meshkit's headers only ever come from meshkit: nobody can send us an origin.
-        for name in propagation::ALL {
-            request.remove(name);
-        }
+        request.strip_meshkit();
         self.request_id = request.header("x-request-id");
         if self.plugin.config.direction == Direction::Inbound {
             if let Some(id) = &self.request_id {
@@ -243,9 +241,7 @@ impl HttpContext for MeshkitHttp {
         let response = Headers(MapType::HttpResponseHeaders);
         if config.direction == Direction::Inbound {
             // The app cannot speak for the mesh either: only this sidecar stamps.
-            for name in propagation::ALL {
-                response.remove(name);
-            }
+            response.strip_meshkit();
         }
         let status = response
             .header(":status")
@@ -291,8 +287,7 @@ impl HttpContext for MeshkitHttp {
             }
             Direction::Inbound => {
                 let errors = &config.errors;
-                let extracted = extract::from_header(&response, &errors.app_header)
-                    .or_else(|| extract::from_grpc(&response, errors.grpc_detail_type.as_deref()));
+                let extracted = extract::from_app(&response, errors);
                 if status_in_trailers {
                     self.pending = Pending::Trailers(extracted);
                     return Action::Continue;
@@ -404,9 +399,7 @@ impl HttpContext for MeshkitHttp {
         let inbound = self.plugin.config.direction == Direction::Inbound;
         if inbound {
             // Trailers can carry meshkit's headers too; the app may not set them there either.
-            for name in propagation::ALL {
-                trailers.remove(name);
-            }
+            trailers.strip_meshkit();
         }
         let Pending::Trailers(from_headers) = std::mem::replace(&mut self.pending, Pending::None)
         else {
@@ -415,9 +408,7 @@ impl HttpContext for MeshkitHttp {
         let is_error = trailers.header("grpc-status").is_some_and(|s| s != b"0");
         if inbound {
             let errors = &self.plugin.config.errors;
-            let extracted = from_headers
-                .or_else(|| extract::from_header(&trailers, &errors.app_header))
-                .or_else(|| extract::from_grpc(&trailers, errors.grpc_detail_type.as_deref()));
+            let extracted = from_headers.or_else(|| extract::from_app(&trailers, errors));
             if let Some(report) = self.finish(ResponseFacts {
                 extracted,
                 ..self.facts(is_error)
@@ -704,6 +695,13 @@ impl Headers {
 
     fn remove(&self, name: &str) {
         let _ = hostcalls::set_map_value(self.0, name, None);
+    }
+
+    /// Removes every meshkit header: only a meshkit sidecar may set them.
+    fn strip_meshkit(&self) {
+        for name in propagation::ALL {
+            self.remove(name);
+        }
     }
 }
 

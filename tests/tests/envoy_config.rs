@@ -31,18 +31,7 @@ fn every_generated_bootstrap_passes_envoy_validate() {
     let mesh = common::example_mesh();
     for format in [OutputFormat::Json, OutputFormat::Yaml] {
         let dir = common::scratch_dir("validate");
-        let wasm = std::path::absolute(common::wasm())
-            .unwrap()
-            .display()
-            .to_string();
-        let files = generate(
-            &mesh,
-            &RenderOptions {
-                wasm_path: wasm,
-                format,
-            },
-        )
-        .unwrap();
+        let files = common::render(&mesh, format);
         assert_eq!(files.len(), 3);
         write_files(&dir, &files).unwrap();
         for f in &files {
@@ -117,18 +106,7 @@ fn with_plugin_configuration(bootstrap: &str, configuration: &str) -> String {
 async fn a_bad_plugin_configuration_stops_the_plugin_with_the_field_named() {
     let mesh = common::example_mesh();
     let users = mesh.service("users").unwrap().clone();
-    let wasm = std::path::absolute(common::wasm())
-        .unwrap()
-        .display()
-        .to_string();
-    let files = generate(
-        &mesh,
-        &RenderOptions {
-            wasm_path: wasm,
-            format: OutputFormat::Json,
-        },
-    )
-    .unwrap();
+    let files = common::render(&mesh, OutputFormat::Json);
     let users_file = files.iter().find(|f| f.service == "users").unwrap();
 
     for (bad, expected) in [

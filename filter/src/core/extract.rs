@@ -5,6 +5,7 @@
 //! Everything read here is untrusted: sizes are bounded and every decoding failure becomes
 //! [`Extracted::Malformed`], never a panic.
 
+use super::config::ErrorSettings;
 use super::error_code::is_valid_code;
 use super::grpc_status::{code_from_details, DetailsCode};
 use super::headers::HeaderSource;
@@ -54,6 +55,12 @@ impl Extracted {
             found => found,
         }
     }
+}
+
+/// (a) then (b): what a header map (response headers, or trailers) shows of the app's code.
+pub fn from_app(headers: &impl HeaderSource, settings: &ErrorSettings) -> Extracted {
+    from_header(headers, &settings.app_header)
+        .or_else(|| from_grpc(headers, settings.grpc_detail_type.as_deref()))
 }
 
 /// (a) The app's error-code header.
@@ -214,6 +221,29 @@ mod tests {
         assert!(matches!(
             from_problem_json(deep.as_bytes(), 1 << 20),
             Extracted::Malformed { .. }
+        ));
+    }
+
+    #[test]
+    fn the_header_wins_over_grpc_details() {
+        let settings = ErrorSettings::default();
+        let both = StaticHeaders::default()
+            .with("x-app-error-code", "FROM_HEADER")
+            .with("grpc-status-details-bin", "%%%");
+        assert_eq!(
+            from_app(&both, &settings),
+            Extracted::Code {
+                code: "FROM_HEADER".into(),
+                source: Source::Header
+            }
+        );
+        let grpc_only = StaticHeaders::default().with("grpc-status-details-bin", "%%%");
+        assert!(matches!(
+            from_app(&grpc_only, &settings),
+            Extracted::Malformed {
+                source: Source::GrpcDetails,
+                ..
+            }
         ));
     }
 

@@ -10,6 +10,7 @@ use meshkit_cli::http_client;
 use meshkit_cli::local_mesh::{LocalMesh, LocalMeshOptions};
 use meshkit_cli::locate;
 use meshkit_sdk::model::Mesh;
+use meshkit_sdk::{generate, GeneratedFile, OutputFormat, RenderOptions};
 pub use meshkit_tests::{example_mesh, example_spec_text, scratch_dir, EXAMPLE};
 
 pub fn envoy() -> PathBuf {
@@ -18,6 +19,16 @@ pub fn envoy() -> PathBuf {
 
 pub fn wasm() -> PathBuf {
     locate::wasm().expect("meshkit_filter.wasm (run scripts/setup.sh)")
+}
+
+/// `mesh` rendered as Envoy will load it here: pointing at the built filter by absolute path.
+pub fn render(mesh: &Mesh, format: OutputFormat) -> Vec<GeneratedFile> {
+    let wasm = std::path::absolute(wasm()).expect("absolute .wasm path");
+    let options = RenderOptions {
+        wasm_path: wasm.display().to_string(),
+        format,
+    };
+    generate(mesh, &options).expect("render the mesh")
 }
 
 /// Starts `mesh` with one worker per Envoy (the machine has 2 cores and runs 3 Envoys).
