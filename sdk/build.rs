@@ -1,81 +1,68 @@
-//! Compiles the Envoy .proto files that envoy-types ships into one FileDescriptorSet, embedded in
-//! the SDK, so rendering proto3 JSON needs neither protoc nor the .proto files at run time.
+//! Compiles the Envoy .proto files vendored in `proto/` (copied out of envoy-types by
+//! `scripts/vendor-envoy-protos.py`) into one FileDescriptorSet, embedded in the SDK, so
+//! rendering proto3 JSON needs neither protoc nor the .proto files at run time.
 //!
-//! The .proto sources are located through `cargo metadata` (the envoy-types package in this
-//! build's dependency graph), so they always match the Rust types being encoded.
+//! The files are vendored rather than located in the cargo cache: finding a dependency's
+//! sources from a build script needs `cargo metadata`, which wants every crate of the lock file
+//! (other platforms' included) and so fails on a fresh cargo home. The build refuses to run
+//! while the vendored version differs from envoy-types in Cargo.lock, and rendering refuses any
+//! field the descriptors do not know (`render::check_known`), so the two cannot drift apart.
 
-use std::path::PathBuf;
-use std::process::Command;
+use std::path::{Path, PathBuf};
 
 use prost::Message;
 
-/// Every message type packed into an `Any` must be reachable from these files.
-const ENTRY_FILES: &[&str] = &[
-    "envoy/config/bootstrap/v3/bootstrap.proto",
-    "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto",
-    "envoy/extensions/filters/http/router/v3/router.proto",
-    "envoy/extensions/filters/http/wasm/v3/wasm.proto",
-    "envoy/extensions/access_loggers/stream/v3/stream.proto",
-    "envoy/extensions/upstreams/http/v3/http_protocol_options.proto",
-    "google/protobuf/wrappers.proto",
-];
-
-/// The folders under envoy-types' `proto/` that imports resolve against.
-const INCLUDE_DIRS: &[&str] = &[
-    "data-plane-api",
-    "xds",
-    "googleapis",
-    "protoc-gen-validate",
-    "opentelemetry-proto",
-    "cel-spec",
-    "client_model",
-];
+/// The folders under `proto/` that imports resolve against (envoy-types' layout).
+const INCLUDE_DIRS: &[&str] = &["data-plane-api", "xds", "googleapis", "protoc-gen-validate"];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    println!("cargo:rerun-if-changed=build.rs");
-    println!("cargo:rerun-if-changed=../Cargo.lock");
-    let proto_root = envoy_types_proto_dir()?;
-    let includes: Vec<PathBuf> = INCLUDE_DIRS.iter().map(|d| proto_root.join(d)).collect();
-    let fds = protox::compile(ENTRY_FILES, &includes)?;
+    let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
+    let proto = manifest_dir.join("proto");
+    let lock = manifest_dir.join("../Cargo.lock");
+    println!("cargo:rerun-if-changed={}", proto.display());
+    println!("cargo:rerun-if-changed={}", lock.display());
+
+    let vendored = std::fs::read_to_string(proto.join("ENVOY_TYPES_VERSION"))?;
+    if let Some(locked) = locked_version(&lock, "envoy-types")? {
+        if locked != vendored.trim() {
+            return Err(format!(
+                "sdk/proto holds envoy-types {} but Cargo.lock has {locked}: run scripts/vendor-envoy-protos.py",
+                vendored.trim()
+            )
+            .into());
+        }
+    }
+    let entries: Vec<String> = std::fs::read_to_string(proto.join("entry_files.txt"))?
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(String::from)
+        .collect();
+    let includes: Vec<PathBuf> = INCLUDE_DIRS.iter().map(|d| proto.join(d)).collect();
+    let fds = protox::compile(&entries, &includes)?;
     let out = PathBuf::from(std::env::var("OUT_DIR")?).join("envoy_descriptor_set.bin");
     std::fs::write(out, fds.encode_to_vec())?;
     Ok(())
 }
 
-fn envoy_types_proto_dir() -> Result<PathBuf, Box<dyn std::error::Error>> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("Cargo.toml");
-    let output = Command::new(cargo)
-        .args([
-            "metadata",
-            "--format-version",
-            "1",
-            "--offline",
-            "--manifest-path",
-        ])
-        .arg(&manifest)
-        .output()?;
-    if !output.status.success() {
-        return Err(format!(
-            "cargo metadata failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        )
-        .into());
+/// The version of `package` in a Cargo.lock (`None` if the lock file or the package is absent,
+/// as when the SDK is built outside this workspace).
+fn locked_version(lock: &Path, package: &str) -> Result<Option<String>, std::io::Error> {
+    let text = match std::fs::read_to_string(lock) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let name_line = format!("name = \"{package}\"");
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        if line.trim() == name_line {
+            let version = lines
+                .next()
+                .and_then(|l| l.trim().strip_prefix("version = \""))
+                .and_then(|v| v.strip_suffix('"'));
+            return Ok(version.map(String::from));
+        }
     }
-    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout)?;
-    let package = metadata["packages"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|p| p["name"] == "envoy-types")
-        .ok_or("envoy-types is not in the dependency graph")?;
-    let manifest_path = package["manifest_path"]
-        .as_str()
-        .ok_or("envoy-types has no manifest_path")?;
-    let dir = PathBuf::from(manifest_path)
-        .parent()
-        .ok_or("bad envoy-types manifest path")?
-        .join("proto");
-    println!("cargo:rerun-if-changed={}", dir.display());
-    Ok(dir)
+    Ok(None)
 }

@@ -141,7 +141,7 @@ fn explain_describes_catalog_and_mesh_codes() {
     let o = run(&["explain", "--spec", EXAMPLE]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(
-        out.contains("MESH_RETRY_BUDGET_EXHAUSTED") && out.contains("CM404001"),
+        out.contains("MESH_LOCAL_REPLY") && out.contains("CM404001"),
         "{out}"
     );
 }

@@ -9,13 +9,15 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use meshkit_filter::core::catalog::{Catalog, CatalogEntry};
+use meshkit_filter::core::cause_table::{Cause, CauseTable};
 use meshkit_filter::core::config::Direction;
 use meshkit_filter::core::error_code::GrpcStatus;
 use meshkit_filter::core::extract::{self, Extracted};
 use meshkit_filter::core::grpc_status::encode_details;
 use meshkit_filter::core::headers::StaticHeaders;
 use meshkit_filter::core::report::{decide, ResponseFacts};
-use meshkit_filter::core::retry_budget::{self, Budget, BudgetParams, CasStore};
+use meshkit_filter::core::retry_budget::{Budget, BudgetParams, Window};
+use meshkit_filter::core::shared_data::{self, CasStore, SetError};
 use meshkit_filter::core::trace_context::parse_traceparent;
 
 fn bench(name: &str, iterations: u32, mut f: impl FnMut()) {
@@ -36,7 +38,7 @@ impl CasStore for Store {
     fn get(&self, key: &str) -> Option<(Vec<u8>, Option<u32>)> {
         self.0.borrow().get(key).map(|(v, c)| (v.clone(), Some(*c)))
     }
-    fn set(&self, key: &str, value: &[u8], _cas: Option<u32>) -> Result<(), bool> {
+    fn set(&self, key: &str, value: &[u8], _cas: Option<u32>) -> Result<(), SetError> {
         let mut m = self.0.borrow_mut();
         let cas = m.get(key).map_or(0, |(_, c)| c + 1);
         m.insert(key.into(), (value.to_vec(), cas));
@@ -105,13 +107,34 @@ fn main() {
     });
 
     let store = Store(RefCell::new(HashMap::new()));
-    let budget = Budget::new(&BudgetParams::default());
+    let budget = Budget::new(&BudgetParams::default(), 15_000);
     let mut now = 0u64;
-    bench("budget: deposit + available (CAS round trip)", n, || {
+    bench("budget: grant + settle (two CAS round trips)", n, || {
         now += 1;
-        black_box(retry_budget::update(&store, "k", |w| {
-            w.deposit(&budget, now);
-            w.available(&budget, now)
-        }));
+        let r = shared_data::update(&store, "k", |bytes| {
+            let mut w = Window::load(bytes, &budget, now);
+            let r = w.grant(&budget, now, 3);
+            (Some(w.encode()), r)
+        });
+        if let Some(r) = r {
+            black_box(shared_data::update(&store, "k", |bytes| {
+                let mut w = Window::load(bytes, &budget, now);
+                w.settle(&budget, now, r, 1);
+                (Some(w.encode()), ())
+            }));
+        }
+    });
+
+    let table = CauseTable::new(512, 15_000);
+    let cause = Cause {
+        origin: "users".into(),
+        code: "CM503001".into(),
+    };
+    let mut i = 0u64;
+    bench("cause table: remember + take", n, || {
+        i += 1;
+        let id = format!("{i:08x}-0000-4000-8000-000000000000");
+        table.remember(&store, i, id.as_bytes(), &cause);
+        black_box(table.take(&store, i, id.as_bytes(), 0));
     });
 }

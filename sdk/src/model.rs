@@ -33,6 +33,27 @@ pub struct App {
     pub port: u16,
     pub protocol: Protocol,
     pub timeout: Duration,
+    pub circuit_breaker: CircuitBreaker,
+}
+
+/// Envoy circuit-breaker thresholds (see `spec::CircuitBreakerSpec`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CircuitBreaker {
+    pub max_connections: u32,
+    pub max_pending_requests: u32,
+    pub max_requests: u32,
+    pub max_retries: u32,
+}
+
+impl Default for CircuitBreaker {
+    fn default() -> Self {
+        CircuitBreaker {
+            max_connections: 1024,
+            max_pending_requests: 1024,
+            max_requests: 1024,
+            max_retries: 1024,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -55,6 +76,7 @@ pub struct Upstream {
     pub protocol: Protocol,
     /// `None` when the budget is disabled.
     pub retry_budget: Option<BudgetParams>,
+    pub circuit_breaker: CircuitBreaker,
     pub routes: Vec<Route>,
 }
 

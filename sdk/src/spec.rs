@@ -53,6 +53,21 @@ pub struct AppSpec {
     pub protocol: Protocol,
     /// Route timeout of the inbound listener (callers → app). Default 15s.
     pub timeout: Option<String>,
+    /// Envoy's circuit breaker on the sidecar → app cluster.
+    #[serde(default)]
+    pub circuit_breaker: CircuitBreakerSpec,
+}
+
+/// Envoy's circuit-breaker thresholds for one cluster (default priority). Unset values take
+/// meshkit's defaults: 1024 for the first three (Envoy's), and `max_retries` = `max_requests`,
+/// so the breaker never caps retries below what the retry budget grants (Envoy's own default
+/// of 3 retries in flight would).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct CircuitBreakerSpec {
+    pub max_connections: Option<i64>,
+    pub max_pending_requests: Option<i64>,
+    pub max_requests: Option<i64>,
+    pub max_retries: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -87,6 +102,9 @@ pub struct UpstreamSpec {
     /// default with retry_ratio 0.2, min_retries_per_second 10, ttl 10s.
     #[serde(default)]
     pub retry_budget: RetryBudgetSpec,
+    /// Envoy's circuit breaker on the cluster for this upstream.
+    #[serde(default)]
+    pub circuit_breaker: CircuitBreakerSpec,
     #[serde(default)]
     pub routes: Vec<RouteSpec>,
 }

@@ -14,15 +14,20 @@ use meshkit_filter::core::config::{is_service_name, MAX_SERVICE_NAME_LEN};
 
 use crate::duration::parse_duration;
 use crate::model::{
-    App, BudgetParams, Mesh, PathMatch, RetryPolicy, Route, Service, Sidecar, Upstream,
+    App, BudgetParams, CircuitBreaker, Mesh, PathMatch, RetryPolicy, Route, Service, Sidecar,
+    Upstream,
 };
 use crate::problems::{Collector, Problem, Problems};
-use crate::spec::{MeshSpec, RetryBudgetSpec, RetrySpec, RouteSpec, ServiceSpec, SPEC_VERSION};
+use crate::spec::{
+    CircuitBreakerSpec, MeshSpec, RetryBudgetSpec, RetrySpec, RouteSpec, ServiceSpec, SPEC_VERSION,
+};
 
 /// Default inbound (app) and route timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Upper bound on `num_retries`: more is a retry storm waiting to happen.
 pub const MAX_RETRIES: i64 = 10;
+/// Largest circuit-breaker threshold accepted.
+pub const MAX_BREAKER: u32 = 1_000_000;
 /// Transport-level retry conditions a route may use. App errors are retried by the catalog's
 /// `retryable` flag (meshkit adds `retriable-headers` for it), so status-based conditions
 /// (`5xx`, `gateway-error`, `retriable-4xx`, `retriable-status-codes`) and gRPC-status ones
@@ -238,6 +243,11 @@ fn service(i: usize, s: &ServiceSpec, spec: &MeshSpec, c: &mut Collector) -> Ser
         port: port(s.app.port, &format!("{at}.app.port"), c),
         protocol: s.app.protocol,
         timeout: duration(s.app.timeout.as_deref(), &format!("{at}.app.timeout"), c),
+        circuit_breaker: circuit_breaker(
+            &s.app.circuit_breaker,
+            &format!("{at}.app.circuit_breaker"),
+            c,
+        ),
     };
     if s.sidecar.address.trim().is_empty() {
         c.push(format!("{at}.sidecar.address"), "must not be empty");
@@ -303,6 +313,8 @@ fn service(i: usize, s: &ServiceSpec, spec: &MeshSpec, c: &mut Collector) -> Ser
             })
             .collect();
         let retry_budget = retry_budget(&up.retry_budget, &format!("{at}.retry_budget"), c);
+        let circuit_breaker =
+            circuit_breaker(&up.circuit_breaker, &format!("{at}.circuit_breaker"), c);
         if let Some(t) = target {
             upstreams.push(Upstream {
                 service: t.name.clone(),
@@ -310,6 +322,7 @@ fn service(i: usize, s: &ServiceSpec, spec: &MeshSpec, c: &mut Collector) -> Ser
                 port: u16::try_from(t.sidecar.inbound_port).unwrap_or(0),
                 protocol: t.app.protocol,
                 retry_budget,
+                circuit_breaker,
                 routes,
             });
         }
@@ -506,6 +519,42 @@ fn retry_budget(b: &RetryBudgetSpec, at: &str, c: &mut Collector) -> Option<Budg
         c.push(format!("{at}.{field}"), message);
     }
     b.enabled.then_some(params)
+}
+
+/// Thresholds between 1 and [`MAX_BREAKER`]; `max_retries` defaults to `max_requests`.
+fn circuit_breaker(b: &CircuitBreakerSpec, at: &str, c: &mut Collector) -> CircuitBreaker {
+    let defaults = CircuitBreaker::default();
+    let mut field = |value: Option<i64>, name: &str, default: u32| match value {
+        None => default,
+        Some(v) => match u32::try_from(v) {
+            Ok(n) if (1..=MAX_BREAKER).contains(&n) => n,
+            _ => {
+                c.push(
+                    format!("{at}.{name}"),
+                    format!("must be between 1 and {MAX_BREAKER}, got {v}"),
+                );
+                default
+            }
+        },
+    };
+    let max_connections = field(
+        b.max_connections,
+        "max_connections",
+        defaults.max_connections,
+    );
+    let max_pending_requests = field(
+        b.max_pending_requests,
+        "max_pending_requests",
+        defaults.max_pending_requests,
+    );
+    let max_requests = field(b.max_requests, "max_requests", defaults.max_requests);
+    let max_retries = field(b.max_retries, "max_retries", max_requests);
+    CircuitBreaker {
+        max_connections,
+        max_pending_requests,
+        max_requests,
+        max_retries,
+    }
 }
 
 fn required_duration(text: &str, path: &str, c: &mut Collector) -> Option<Duration> {

@@ -81,7 +81,8 @@ async fn the_first_failing_service_is_reported_through_every_hop() {
     let lines = common::lines_for(&mesh, "e-chain").await;
     for (service, direction, source, retryable) in [
         ("users", "inbound", "header", "true"),
-        ("recipes", "outbound", "upstream", "true"),
+        // recipes' sidecar retried users itself: its app is not told to retry on top.
+        ("recipes", "outbound", "upstream", "false"),
         ("recipes", "inbound", "cause", "false"),
         ("frontend", "outbound", "upstream", "false"),
         ("frontend", "inbound", "cause", "false"),
@@ -264,7 +265,10 @@ async fn envoy_made_failures_get_mesh_codes_and_uniform_bodies() {
     assert_eq!(body["status"], 504);
     assert_eq!(body["code"], "MESH_UPSTREAM_TIMEOUT");
     assert_eq!(body["origin"], "users");
-    assert_eq!(body["retryable"], true);
+    assert_eq!(
+        body["retryable"], false,
+        "the route retries GETs: this sidecar already retried, the app must not"
+    );
     assert_eq!(body["request_id"], "e-ut-direct");
     assert_eq!(body["detail"], "upstream request timeout");
 

@@ -134,6 +134,7 @@ mod tests {
             errors: Default::default(),
             retries: Default::default(),
             retry_layers: Default::default(),
+            cause_table: Default::default(),
         }
     }
 

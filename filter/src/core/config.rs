@@ -7,7 +7,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::catalog::{catalog_problems, CatalogEntry};
+use super::cause_table::{MAX_BUCKETS, MIN_BUCKETS};
 use super::local_reply::LocalReplies;
+use super::retry_budget::MAX_HOLD_MS;
 use super::retry_control::{RetryLayers, RetrySettings};
 
 /// Which side of the sidecar a listener is on.
@@ -48,6 +50,29 @@ pub struct PluginConfig {
     /// Inbound: which layer of a call chain may retry a failure.
     #[serde(default)]
     pub retry_layers: RetryLayers,
+    /// The cause table both listeners of the sidecar share (the same on both).
+    #[serde(default)]
+    pub cause_table: CauseTableSettings,
+}
+
+/// The shape of the cause table ([`super::cause_table`]). The SDK sizes it from the requests
+/// the sidecar's circuit breakers admit, and sets the age from the inbound route timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CauseTableSettings {
+    /// Number of shared-data keys of [`super::cause_table::WAYS`] entries each (a power of two).
+    pub buckets: u32,
+    /// How long a cause can still be needed: the longest a request lives inside the service.
+    pub max_age_ms: u64,
+}
+
+impl Default for CauseTableSettings {
+    fn default() -> Self {
+        CauseTableSettings {
+            buckets: 512,
+            max_age_ms: 15_000,
+        }
+    }
 }
 
 /// How apps report error codes, and the catalog of codes. Mesh-wide: the SDK copies the
@@ -210,6 +235,22 @@ impl PluginConfig {
                 message,
             });
         }
+        let t = self.cause_table;
+        if !t.buckets.is_power_of_two() || !(MIN_BUCKETS..=MAX_BUCKETS).contains(&t.buckets) {
+            return Err(ConfigError {
+                path: "cause_table.buckets".into(),
+                message: format!(
+                    "must be a power of two between {MIN_BUCKETS} and {MAX_BUCKETS}, got {}",
+                    t.buckets
+                ),
+            });
+        }
+        if t.max_age_ms == 0 || t.max_age_ms > MAX_HOLD_MS {
+            return Err(ConfigError {
+                path: "cause_table.max_age_ms".into(),
+                message: format!("must be between 1 and {MAX_HOLD_MS}, got {}", t.max_age_ms),
+            });
+        }
         if let Some((path, message)) = self.retries.problems().into_iter().next() {
             return Err(ConfigError {
                 path: format!("retries.{path}"),
@@ -304,6 +345,14 @@ mod tests {
         let e =
             err(r#"{"service":"a","direction":"inbound","errors":{"catalog":[{"code":"CM1"}]}}"#);
         assert!(e.path.starts_with("errors.catalog[0]"), "{e}");
+        let e = err(
+            r#"{"service":"a","direction":"inbound","cause_table":{"buckets":100,"max_age_ms":1}}"#,
+        );
+        assert_eq!(e.path, "cause_table.buckets");
+        let e = err(
+            r#"{"service":"a","direction":"inbound","cause_table":{"buckets":64,"max_age_ms":0}}"#,
+        );
+        assert_eq!(e.path, "cause_table.max_age_ms");
         let e = err(r#"{"service":"a","direction":"inbound","local_replies":"sometimes"}"#);
         assert_eq!(e.path, "local_replies");
         let e = err(

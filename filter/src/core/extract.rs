@@ -115,21 +115,35 @@ pub fn from_problem_json(body: &[u8], max_len: usize) -> Extracted {
     if body.len() > max_len {
         return malformed(format!("body is {} bytes (limit {max_len})", body.len()));
     }
-    // serde_json bounds nesting depth (128), so hostile bodies cannot exhaust the stack.
-    let value: serde_json::Value = match serde_json::from_slice(body) {
-        Ok(v) => v,
-        Err(e) => return malformed(format!("not JSON: {e}")),
+    // Only the `code` member is read: serde skips every other member while parsing, so a big
+    // body never becomes a DOM in the VM's memory (which never shrinks). serde_json bounds
+    // nesting depth (128), so hostile bodies cannot exhaust the stack.
+    let problem: ProblemCode = match serde_json::from_slice(body) {
+        Ok(p) => p,
+        Err(e) => return malformed(format!("not a problem+json object: {e}")),
     };
-    match value.get("code") {
+    match problem.code {
         None => Extracted::Absent,
-        Some(serde_json::Value::String(code)) if is_valid_code(code.as_bytes()) => {
-            Extracted::Code {
-                code: code.clone(),
-                source: Source::ProblemJson,
-            }
-        }
+        Some(CodeMember::Text(code)) if is_valid_code(code.as_bytes()) => Extracted::Code {
+            code: code.into_owned(),
+            source: Source::ProblemJson,
+        },
         Some(_) => malformed("`code` is not a valid code string".into()),
     }
+}
+
+/// The one member of a problem+json body meshkit reads.
+#[derive(serde::Deserialize)]
+struct ProblemCode<'a> {
+    #[serde(borrow, default)]
+    code: Option<CodeMember<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum CodeMember<'a> {
+    Text(#[serde(borrow)] std::borrow::Cow<'a, str>),
+    Other(serde::de::IgnoredAny),
 }
 
 #[cfg(test)]

@@ -29,22 +29,45 @@ pub const ERROR_LABELS: [&str; 6] = [
     "code",
 ];
 
-/// `(tag name, regex)` pairs for Envoy's `stats_tags`: each regex's first capture group is the
+/// Retry metrics, one family per kind, labelled `service` and `upstream` (both bounded by the
+/// configuration): `meshkit.retry.<kind>.<service>.<upstream>`.
+pub const RETRY: &str = "meshkit.retry";
+pub const RETRY_KINDS: [&str; 5] = [
+    "requests",
+    "retries",
+    "denied",
+    "overflow",
+    "budget_remaining",
+];
+
+pub fn retry_metric(kind: &str, service: &str, upstream: &str) -> String {
+    format!("{RETRY}.{kind}.{service}.{upstream}")
+}
+
+/// `(tag name, regex)` pairs for Envoy's `stats_tags`, **one per tag name** (Envoy warns about
+/// and skips a second extractor of the same name): each regex's first capture group is the
 /// part removed from the name, the second the label value. Positional, so no label value can
-/// be mistaken for another label.
-pub fn error_tags() -> Vec<(String, String)> {
+/// be mistaken for another label. `service` and `upstream` cover both metric families.
+pub fn stats_tags() -> Vec<(String, String)> {
+    let head = format!(r"^{}meshkit", regex_escape(ENVOY_PREFIX));
+    let value = r"(\.([^.]+))";
+    let seg = r"\.[^.]+";
+    let errors = regex_escape(&ERRORS["meshkit".len()..]);
+    let retry = format!(r"{}\.[a-z_]+", regex_escape(&RETRY["meshkit".len()..]));
     let n = ERROR_LABELS.len();
     ERROR_LABELS
         .iter()
         .enumerate()
         .map(|(i, label)| {
-            let before = r"\.[^.]+".repeat(i);
-            let after = r"\.[^.]+".repeat(n - i - 1);
-            let regex = format!(
-                r"^{}{}{before}(\.([^.]+)){after}$",
-                regex_escape(ENVOY_PREFIX),
-                regex_escape(ERRORS)
-            );
+            let before = seg.repeat(i);
+            let after = seg.repeat(n - i - 1);
+            let regex = match *label {
+                "service" => format!(r"{head}(?:{errors}|{retry}){value}(?:{seg})+$"),
+                "upstream" => {
+                    format!(r"{head}(?:{errors}{seg}{seg}|{retry}{seg}){value}(?:{seg})*$")
+                }
+                _ => format!(r"{head}{errors}{before}{value}{after}$"),
+            };
             ((*label).to_string(), regex)
         })
         .collect()
@@ -54,35 +77,19 @@ fn regex_escape(s: &str) -> String {
     s.replace('.', r"\.")
 }
 
-/// Retry metrics, one family per kind, labelled `service` and `upstream` (both bounded by the
-/// configuration): `meshkit.retry.<kind>.<service>.<upstream>`.
-pub const RETRY: &str = "meshkit.retry";
-pub const RETRY_KINDS: [&str; 4] = ["requests", "retries", "denied", "budget_remaining"];
-
-pub fn retry_metric(kind: &str, service: &str, upstream: &str) -> String {
-    format!("{RETRY}.{kind}.{service}.{upstream}")
-}
-
-/// `(tag name, regex)` pairs for the retry metrics.
-pub fn retry_tags() -> Vec<(String, String)> {
-    let head = format!(
-        r"^{}{}\.[^.]+",
-        regex_escape(ENVOY_PREFIX),
-        regex_escape(RETRY)
-    );
-    vec![
-        ("service".into(), format!(r"{head}(\.([^.]+))\.[^.]+$")),
-        ("upstream".into(), format!(r"{head}\.[^.]+(\.([^.]+))$")),
-    ]
-}
-
-/// Admits a bounded number of distinct values per label.
+/// Admits a bounded number of distinct label values, and of label sets, per VM (one cap is
+/// shared by every plugin of the VM, so the bound is per Envoy worker).
 #[derive(Debug, Clone)]
 pub struct CardinalityCap {
     max: usize,
     codes: BTreeSet<String>,
     origins: BTreeSet<String>,
+    /// Admitted `meshkit.errors` names: codes × origins could otherwise grow as the square.
+    series: BTreeSet<String>,
 }
+
+/// Distinct error series per VM, per admitted code.
+pub const SERIES_PER_CODE: usize = 4;
 
 impl CardinalityCap {
     pub fn new(max: usize) -> Self {
@@ -90,7 +97,13 @@ impl CardinalityCap {
             max,
             codes: BTreeSet::new(),
             origins: BTreeSet::new(),
+            series: BTreeSet::new(),
         }
+    }
+
+    /// Raises the cap (plugins of one VM may be configured with different caps).
+    pub fn raise_to(&mut self, max: usize) {
+        self.max = self.max.max(max);
     }
 
     fn admit(set: &mut BTreeSet<String>, max: usize, value: &str) -> String {
@@ -103,6 +116,8 @@ impl CardinalityCap {
 
     /// The `meshkit.errors` name for `report`. Every value is already dot-free: service and
     /// origin names are `[a-z0-9-]`, codes contain no `.` once admitted (dots map to `_`).
+    /// Past `max` codes or origins the value is `other`; past `max × SERIES_PER_CODE` label
+    /// sets both are.
     pub fn error_metric(
         &mut self,
         service: &str,
@@ -116,10 +131,20 @@ impl CardinalityCap {
             .map(|c| Self::admit(&mut self.codes, self.max, &c.replace('.', "_")))
             .unwrap_or_else(|| NONE.to_string());
         let origin = Self::admit(&mut self.origins, self.max, &report.origin);
-        format!(
-            "{ERRORS}.{service}.{direction}.{upstream}.{origin}.{}.{code}",
-            report.classification.as_str()
-        )
+        let class = report.classification.as_str();
+        let name = format!("{ERRORS}.{service}.{direction}.{upstream}.{origin}.{class}.{code}");
+        if self.series.contains(&name)
+            || self.series.len() >= self.max.saturating_mul(SERIES_PER_CODE)
+        {
+            if !self.series.contains(&name) {
+                return format!(
+                    "{ERRORS}.{service}.{direction}.{upstream}.{OTHER}.{class}.{OTHER}"
+                );
+            }
+            return name;
+        }
+        self.series.insert(name.clone());
+        name
     }
 }
 
@@ -177,14 +202,80 @@ mod tests {
     }
 
     #[test]
-    fn tag_regexes_are_positional() {
-        let tags = error_tags();
-        assert_eq!(tags.len(), 6);
-        assert_eq!(tags[0].0, "service");
+    fn origins_times_codes_is_capped_too() {
+        let mut cap = CardinalityCap::new(10);
+        let mut names = BTreeSet::new();
+        for o in 0..10 {
+            for c in 0..10 {
+                names.insert(cap.error_metric(
+                    "s",
+                    "inbound",
+                    "up",
+                    &report(&format!("C{c}"), &format!("o{o}")),
+                ));
+            }
+        }
+        assert!(names.len() <= 10 * SERIES_PER_CODE + 1, "{}", names.len());
+    }
+
+    /// Envoy's tag extraction, done with the same regexes: the first group is removed from the
+    /// name, the second is the value.
+    fn extract(name: &str) -> (String, Vec<(String, String)>) {
+        let mut removed = Vec::new();
+        let mut tags = Vec::new();
+        for (tag, re) in stats_tags() {
+            let re = regex::Regex::new(&re).unwrap();
+            if let Some(c) = re.captures(name) {
+                let (whole, value) = (c.get(1).unwrap(), c.get(2).unwrap());
+                removed.push(whole.range());
+                tags.push((tag, value.as_str().to_string()));
+            }
+        }
+        removed.sort_by_key(|r| std::cmp::Reverse(r.start));
+        let mut base = name.to_string();
+        for r in removed {
+            base.replace_range(r, "");
+        }
+        (base, tags)
+    }
+
+    #[test]
+    fn one_extractor_per_tag_name_covers_both_families() {
+        let names: Vec<String> = stats_tags().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ERROR_LABELS);
+        let t = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect()
+        };
         assert_eq!(
-            tags[0].1,
-            r"^wasmcustom\.meshkit\.errors(\.([^.]+))\.[^.]+\.[^.]+\.[^.]+\.[^.]+\.[^.]+$"
+            extract("wasmcustom.meshkit.errors.recipes.outbound.users.users.catalog.CM503001"),
+            (
+                "wasmcustom.meshkit.errors".to_string(),
+                t(&[
+                    ("service", "recipes"),
+                    ("direction", "outbound"),
+                    ("upstream", "users"),
+                    ("origin", "users"),
+                    ("classification", "catalog"),
+                    ("code", "CM503001"),
+                ])
+            )
         );
-        assert!(tags[5].1.ends_with(r"(\.([^.]+))$"));
+        for kind in RETRY_KINDS {
+            assert_eq!(
+                extract(&format!(
+                    "wasmcustom.{}",
+                    retry_metric(kind, "recipes", "users")
+                )),
+                (
+                    format!("wasmcustom.meshkit.retry.{kind}"),
+                    t(&[("service", "recipes"), ("upstream", "users")])
+                ),
+                "{kind}"
+            );
+        }
+        assert_eq!(extract("wasmcustom.meshkit.cause_table.evicted").1, vec![]);
     }
 }

@@ -11,12 +11,17 @@ pub mod error_code;
 pub mod extract;
 pub mod grpc_status;
 pub mod headers;
+pub mod host;
 pub mod local_reply;
 pub mod metrics;
+pub mod plugin;
 pub mod propagation;
 pub mod report;
 pub mod retry_budget;
 pub mod retry_control;
+pub mod retry_grant;
+pub mod shared_data;
+pub mod stream;
 pub mod trace_context;
 
 #[cfg(test)]

@@ -3,15 +3,15 @@
 //! and, on the inbound side, which layer of a call chain may retry a failure at all.
 //!
 //! Enforcement uses stock Envoy: before the router, the filter sets `x-envoy-max-retries` to
-//! the allowance (Envoy strips that header from every peer, so only the filter decides); after
-//! the response, it charges the budget for the retries actually made, read from
-//! `x-envoy-attempt-count`.
+//! the allowance (Envoy strips that header from every peer, so only the filter decides); at
+//! response headers, when the router can no longer retry, the filter settles the budget with
+//! the retries actually made (`x-envoy-attempt-count`, else the stream's attempt count).
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::retry_budget::BudgetParams;
+use super::retry_budget::{BudgetParams, MAX_HOLD_MS};
 
 /// Which layer of a call chain retries an app's retryable failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -29,12 +29,54 @@ pub enum RetryLayers {
     EveryHop,
 }
 
-/// One generated route's retry policy, keyed by route name in [`RetrySettings`].
+/// One generated route's retry policy, keyed by route name in [`RetrySettings`]: what the
+/// router will retry, so the filter reserves budget only for retries that can happen.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteRetry {
     pub upstream: String,
     pub num_retries: u32,
+    /// Methods the router retries (the route's `retriable_request_headers`).
+    pub methods: Vec<String>,
+    /// The route's transport retry conditions (Envoy's `retry_on`, without
+    /// `retriable-headers`, which every generated route has).
+    pub retry_on: Vec<String>,
+    /// The route timeout: no retry happens after it, so a reservation is never held longer.
+    pub timeout_ms: u64,
+}
+
+impl RouteRetry {
+    /// Whether the router may retry a request with this method.
+    pub fn retries_method(&self, method: &[u8]) -> bool {
+        self.num_retries > 0 && self.methods.iter().any(|m| m.as_bytes() == method)
+    }
+
+    /// Whether the router retries a response it got, as this filter sees it at response
+    /// headers. Errors in trailers never count: the router decides on headers.
+    pub fn retries_failure(&self, failure: &RouterFailure) -> bool {
+        let on = |c: &str| self.retry_on.iter().any(|r| r == c);
+        match failure {
+            RouterFailure::MarkedRetryable => true,
+            RouterFailure::ConnectFailure => on("connect-failure") || on("reset"),
+            RouterFailure::Reset => {
+                on("reset") || on("refused-stream") || on("reset-before-request")
+            }
+            RouterFailure::Other => false,
+        }
+    }
+}
+
+/// The kind of failure the router saw, for [`RouteRetry::retries_failure`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouterFailure {
+    /// Response headers carried `x-meshkit-error-retryable: true` (the route's
+    /// `retriable_headers`).
+    MarkedRetryable,
+    /// Envoy could not connect (flag UF).
+    ConnectFailure,
+    /// The upstream reset the stream or closed the connection (UR, UC, LR).
+    Reset,
+    Other,
 }
 
 /// What the outbound filter needs to control retries.
@@ -59,6 +101,15 @@ impl RetrySettings {
                     format!("at most 10, got {}", route.num_retries),
                 ));
             }
+            if route.timeout_ms == 0 || route.timeout_ms > MAX_HOLD_MS {
+                p.push((
+                    format!("routes.{name}.timeout_ms"),
+                    format!(
+                        "must be between 1 and {MAX_HOLD_MS}, got {}",
+                        route.timeout_ms
+                    ),
+                ));
+            }
         }
         for (upstream, params) in &self.budgets {
             for (field, message) in params.problems() {
@@ -69,29 +120,41 @@ impl RetrySettings {
     }
 }
 
-/// What the budget did to one request's retries.
+/// What the budget did to one request's retries (`meshkit.retry.budget` in the access log).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BudgetDecision {
     /// The upstream has no budget.
     Off,
+    /// The router cannot retry this request (its method is not retried on the route), so the
+    /// budget was not asked.
+    NotRetriable,
     /// The route's full `num_retries` was allowed.
     Full,
     /// Fewer retries than the route allows.
     Capped,
     /// No retry allowed.
     Exhausted,
-    /// A retryable failure came back and the budget had refused the retry it needed.
+    /// The shared store kept refusing the update: no retry allowed, nothing held.
+    Unavailable,
+    /// A failure the router would have retried came back, and the budget had refused the
+    /// retry it needed.
     Denied,
+    /// The router wanted to retry within the allowance, and Envoy's circuit breaker
+    /// (`max_retries`) refused (flag UO on the response).
+    Overflow,
 }
 
 impl BudgetDecision {
     pub fn as_str(self) -> &'static str {
         match self {
             BudgetDecision::Off => "off",
+            BudgetDecision::NotRetriable => "not_retriable",
             BudgetDecision::Full => "full",
             BudgetDecision::Capped => "capped",
             BudgetDecision::Exhausted => "exhausted",
+            BudgetDecision::Unavailable => "unavailable",
             BudgetDecision::Denied => "denied",
+            BudgetDecision::Overflow => "overflow",
         }
     }
 }
@@ -107,17 +170,20 @@ pub fn allowance(route_max: u32, affordable: Option<u32>) -> (u32, BudgetDecisio
     }
 }
 
-/// The decision once the response is known: a retryable failure that used up a capped
-/// allowance was denied a retry by the budget.
+/// The decision once the response headers are known. `router_retries_failure`: the response
+/// is a failure the route retries; `breaker_refused`: Envoy's circuit breaker refused a retry.
 pub fn settle(
     decision: BudgetDecision,
     allowed: u32,
     retries_made: u32,
-    retryable_failure: bool,
+    router_retries_failure: bool,
+    breaker_refused: bool,
 ) -> BudgetDecision {
     match decision {
+        BudgetDecision::NotRetriable | BudgetDecision::Unavailable => decision,
+        _ if breaker_refused && retries_made < allowed => BudgetDecision::Overflow,
         BudgetDecision::Capped | BudgetDecision::Exhausted
-            if retryable_failure && retries_made >= allowed =>
+            if router_retries_failure && retries_made >= allowed =>
         {
             BudgetDecision::Denied
         }
@@ -125,12 +191,11 @@ pub fn settle(
     }
 }
 
-/// Retries made, from `x-envoy-attempt-count` (1 = no retry). Garbage counts as none.
-pub fn retries_made(attempt_count: Option<&[u8]>) -> u32 {
+/// Attempts, from `x-envoy-attempt-count` (1 = no retry); `None` if absent or garbage.
+pub fn attempts(attempt_count: Option<&[u8]>) -> Option<u32> {
     attempt_count
         .and_then(|v| std::str::from_utf8(v).ok())
         .and_then(|s| s.trim().parse::<u32>().ok())
-        .map_or(0, |n| n.saturating_sub(1))
 }
 
 #[cfg(test)]
@@ -153,33 +218,77 @@ mod tests {
     }
 
     #[test]
-    fn settle_marks_denials() {
+    fn settle_marks_denials_and_breaker_refusals() {
         use BudgetDecision::*;
-        assert_eq!(settle(Exhausted, 0, 0, true), Denied);
-        assert_eq!(settle(Capped, 1, 1, true), Denied);
+        assert_eq!(settle(Exhausted, 0, 0, true, false), Denied);
+        assert_eq!(settle(Capped, 1, 1, true, false), Denied);
         assert_eq!(
-            settle(Capped, 2, 1, true),
+            settle(Capped, 2, 1, true, false),
             Capped,
             "succeeded on a retry within the cap"
         );
         assert_eq!(
-            settle(Exhausted, 0, 0, false),
+            settle(Exhausted, 0, 0, false, false),
             Exhausted,
-            "non-retryable: nothing denied"
+            "the router would not have retried: nothing denied"
         );
-        assert_eq!(settle(Full, 3, 3, true), Full);
-        assert_eq!(settle(Off, 3, 3, true), Off);
+        assert_eq!(settle(Full, 3, 3, true, false), Full);
+        assert_eq!(settle(Off, 3, 3, true, false), Off);
+        assert_eq!(
+            settle(Full, 3, 1, true, true),
+            Overflow,
+            "the breaker, not the budget"
+        );
+        assert_eq!(settle(Off, 3, 0, true, true), Overflow);
+        assert_eq!(
+            settle(Capped, 1, 1, true, true),
+            Denied,
+            "allowance used up first"
+        );
+        assert_eq!(settle(NotRetriable, 0, 0, true, true), NotRetriable);
+        assert_eq!(
+            settle(Unavailable, 0, 0, true, false),
+            Unavailable,
+            "not the budget's doing"
+        );
     }
 
     #[test]
     fn attempt_count_parsing() {
-        assert_eq!(retries_made(Some(b"1")), 0);
-        assert_eq!(retries_made(Some(b"4")), 3);
-        assert_eq!(retries_made(Some(b"0")), 0);
-        assert_eq!(retries_made(None), 0);
+        assert_eq!(attempts(Some(b"1")), Some(1));
+        assert_eq!(attempts(Some(b"4")), Some(4));
+        assert_eq!(attempts(None), None);
         for bad in [&b"x"[..], b"-1", b"\xff", b"99999999999999999999"] {
-            assert_eq!(retries_made(Some(bad)), 0);
+            assert_eq!(attempts(Some(bad)), None);
         }
+    }
+
+    fn route(methods: &[&str], retry_on: &[&str]) -> RouteRetry {
+        RouteRetry {
+            upstream: "users".into(),
+            num_retries: 2,
+            methods: methods.iter().map(|m| m.to_string()).collect(),
+            retry_on: retry_on.iter().map(|m| m.to_string()).collect(),
+            timeout_ms: 5_000,
+        }
+    }
+
+    #[test]
+    fn only_what_the_router_retries_counts() {
+        let r = route(&["GET", "PUT"], &["connect-failure"]);
+        assert!(r.retries_method(b"GET"));
+        assert!(!r.retries_method(b"POST"));
+        assert!(!r.retries_method(b"get"), "methods are case-sensitive");
+        assert!(!RouteRetry {
+            num_retries: 0,
+            ..r.clone()
+        }
+        .retries_method(b"GET"));
+        assert!(r.retries_failure(&RouterFailure::MarkedRetryable));
+        assert!(r.retries_failure(&RouterFailure::ConnectFailure));
+        assert!(!r.retries_failure(&RouterFailure::Reset));
+        assert!(!r.retries_failure(&RouterFailure::Other));
+        assert!(route(&[], &["reset"]).retries_failure(&RouterFailure::Reset));
     }
 
     #[test]
@@ -188,8 +297,8 @@ mod tests {
         s.routes.insert(
             "users/0".into(),
             RouteRetry {
-                upstream: "users".into(),
                 num_retries: 11,
+                ..route(&["GET"], &[])
             },
         );
         s.budgets.insert(

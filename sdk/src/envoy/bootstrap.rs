@@ -25,13 +25,17 @@ pub fn bootstrap(mesh: &Mesh, service: &Service, options: &BootstrapOptions) -> 
         &service.app.address.to_string(),
         service.app.port,
         service.app.protocol,
+        &service.app.circuit_breaker,
     )];
-    clusters.extend(
-        service
-            .upstreams
-            .iter()
-            .map(|up| cluster(&up.service, &up.address, up.port, up.protocol)),
-    );
+    clusters.extend(service.upstreams.iter().map(|up| {
+        cluster(
+            &up.service,
+            &up.address,
+            up.port,
+            up.protocol,
+            &up.circuit_breaker,
+        )
+    }));
     Bootstrap {
         node: Some(Node {
             id: format!("{}-sidecar", service.name),

@@ -16,7 +16,8 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 };
 use envoy_types::pb::envoy::r#type::matcher::v3::{string_matcher, RegexMatcher, StringMatcher};
 use envoy_types::pb::google::protobuf::{BoolValue, UInt32Value};
-use meshkit_filter::core::config::{Direction, PluginConfig};
+use meshkit_filter::core::cause_table::{MAX_BUCKETS, MIN_BUCKETS, WAYS};
+use meshkit_filter::core::config::{CauseTableSettings, Direction, PluginConfig};
 use meshkit_filter::core::propagation;
 use meshkit_filter::core::retry_control::{RetrySettings, RouteRetry};
 
@@ -115,6 +116,7 @@ fn listener(
             Direction::Inbound => RetrySettings::default(),
         },
         retry_layers: mesh.retry_layers,
+        cause_table: cause_table(service),
     };
     let hcm = HttpConnectionManager {
         stat_prefix: name.into(),
@@ -181,6 +183,9 @@ fn retry_settings(service: &Service) -> RetrySettings {
                     RouteRetry {
                         upstream: up.service.clone(),
                         num_retries: retry.num_retries,
+                        methods: retry.methods.clone(),
+                        retry_on: retry.retry_on.clone(),
+                        timeout_ms: millis(r.timeout),
                     },
                 );
             }
@@ -190,6 +195,25 @@ fn retry_settings(service: &Service) -> RetrySettings {
         }
     }
     settings
+}
+
+/// The cause table holds a cause from the app's failed upstream call until the app answers
+/// the request: at most one entry per request in flight into the app, so it gets four slots
+/// per request the app's circuit breaker admits, and entries live as long as the inbound
+/// route timeout allows a request to.
+fn cause_table(service: &Service) -> CauseTableSettings {
+    let slots = u64::from(service.app.circuit_breaker.max_requests) * 4;
+    let buckets = slots.div_ceil(WAYS as u64).next_power_of_two();
+    CauseTableSettings {
+        buckets: u32::try_from(buckets)
+            .unwrap_or(MAX_BUCKETS)
+            .clamp(MIN_BUCKETS, MAX_BUCKETS),
+        max_age_ms: millis(service.app.timeout).saturating_add(1_000),
+    }
+}
+
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Envoy's retry policy: the spec's transport conditions, plus app errors the failing

@@ -3,13 +3,12 @@
 
 use envoy_types::pb::envoy::config::metrics::v3::{tag_specifier, StatsConfig, TagSpecifier};
 use envoy_types::pb::google::protobuf::BoolValue;
-use meshkit_filter::core::metrics::{error_tags, retry_tags};
+use meshkit_filter::core::metrics::stats_tags;
 
 pub fn stats_config() -> StatsConfig {
     StatsConfig {
-        stats_tags: error_tags()
+        stats_tags: stats_tags()
             .into_iter()
-            .chain(retry_tags())
             .map(|(name, regex)| TagSpecifier {
                 tag_name: name,
                 tag_value: Some(tag_specifier::TagValue::Regex(regex)),

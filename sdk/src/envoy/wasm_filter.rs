@@ -1,5 +1,6 @@
 //! The meshkit Wasm HTTP filter entry of a listener's filter chain.
 
+use envoy_types::pb::envoy::config::core::v3::BackoffStrategy;
 use envoy_types::pb::envoy::config::core::v3::{
     async_data_source, data_source, AsyncDataSource, DataSource,
 };
@@ -7,11 +8,16 @@ use envoy_types::pb::envoy::extensions::filters::http::wasm::v3::Wasm;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     http_filter, HttpFilter,
 };
-use envoy_types::pb::envoy::extensions::wasm::v3::{plugin_config, PluginConfig, VmConfig};
+use envoy_types::pb::envoy::extensions::wasm::v3::{
+    plugin_config, FailurePolicy, PluginConfig, ReloadConfig, VmConfig,
+};
 use envoy_types::pb::google::protobuf::{BoolValue, StringValue};
 use meshkit_filter::core::config::PluginConfig as MeshkitConfig;
 
-use super::any::pack;
+use super::any::{duration, pack};
+
+/// Wait before reloading a crashed VM (Envoy's default is 1 s; jittered up to 1.5×).
+const RELOAD_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// One VM per worker shared by both listeners' plugins (same `vm_id` and code): state shared
 /// between them (e.g. retry budgets) lives in that VM's shared data.
@@ -42,6 +48,19 @@ pub fn meshkit_http_filter(config: &MeshkitConfig, wasm_path: &str) -> HttpFilte
         // them. Without this Envoy turns that StopIteration into StopAllIteration and the body
         // callback never runs.
         allow_on_headers_stop_iteration: Some(BoolValue { value: true }),
+        // A crash (panic, trap) must not take traffic down with it, nor leave the worker
+        // without meshkit: Envoy reloads the VM on the next request after a short backoff
+        // (counted in `wasm.<plugin name>.vm_reload_success`); until then requests on that
+        // worker fail fast with `wasm_fail_stream`. Fail-open would keep traffic flowing but
+        // leave retries unbudgeted and errors unreported for the rest of the process's life,
+        // with no stat to show it.
+        failure_policy: FailurePolicy::FailReload as i32,
+        reload_config: Some(ReloadConfig {
+            backoff: Some(BackoffStrategy {
+                base_interval: Some(duration(RELOAD_BACKOFF)),
+                max_interval: None,
+            }),
+        }),
         ..Default::default()
     };
     HttpFilter {

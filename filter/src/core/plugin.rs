@@ -1,0 +1,64 @@
+//! A configured plugin: the parsed configuration and everything derived from it once, in
+//! `on_configure`, so that no request pays for it.
+
+use std::collections::HashMap;
+
+use super::catalog::Catalog;
+use super::cause_table::CauseTable;
+use super::config::PluginConfig;
+use super::retry_budget::{Budget, Window};
+use super::shared_data::{self, CasStore, SetError};
+
+pub struct Plugin {
+    pub config: PluginConfig,
+    pub catalog: Catalog,
+    /// Upstream → its budget's constants and shared-data key.
+    pub budgets: HashMap<String, (Budget, String)>,
+    pub causes: CauseTable,
+}
+
+impl Plugin {
+    pub fn new(config: PluginConfig) -> Plugin {
+        let retries = &config.retries;
+        let budgets = retries
+            .budgets
+            .iter()
+            .map(|(upstream, params)| {
+                // A reservation lives at most as long as the longest route timeout.
+                let hold = retries
+                    .routes
+                    .values()
+                    .filter(|r| &r.upstream == upstream)
+                    .map(|r| r.timeout_ms)
+                    .max()
+                    .unwrap_or(0);
+                let budget = Budget::new(params, hold);
+                (
+                    upstream.clone(),
+                    (budget, budget_key(&config.service, upstream)),
+                )
+            })
+            .collect();
+        let t = config.cause_table;
+        Plugin {
+            catalog: Catalog::new(&config.errors.catalog),
+            causes: CauseTable::new(t.buckets, t.max_age_ms),
+            budgets,
+            config,
+        }
+    }
+
+    /// Creates the shared-data keys this plugin updates, before any traffic: shared data only
+    /// compare-and-swaps keys that exist, so two workers never race to create one mid-request.
+    pub fn create_shared_keys(&self, store: &impl CasStore, now_ms: u64) -> Result<(), SetError> {
+        for (budget, key) in self.budgets.values() {
+            shared_data::ensure(store, key, &Window::new(budget, now_ms).encode())?;
+        }
+        self.causes.create(store)
+    }
+}
+
+/// One shared-data key per (service, upstream) budget: a fixed set, so memory is bounded.
+pub fn budget_key(service: &str, upstream: &str) -> String {
+    format!("meshkit.budget.{service}.{upstream}")
+}

@@ -1,0 +1,161 @@
+//! One outbound request's retries, from grant to settlement.
+//!
+//! - **Grant** (request headers): deposit the request into its upstream's budget and hold as
+//!   many of the route's retries as the budget affords, only if the router can retry this
+//!   request at all (its method); tell the router with `x-envoy-max-retries`.
+//! - **Settle** (response headers, when the router can no longer retry; or at the end of the
+//!   stream if no response came): release the hold and charge the retries actually made.
+//! - **Decide** (once the outcome is known): what the budget did, for the log and metrics.
+
+use super::host::{u64_property, Host, Map, Property};
+use super::metrics;
+use super::plugin::Plugin;
+use super::retry_budget::{Reservation, Window};
+use super::retry_control::{self, BudgetDecision, RouteRetry, RouterFailure};
+use super::shared_data;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryGrant {
+    pub upstream: String,
+    /// The route's policy applies to this request: this hop retries (or was refused retries),
+    /// so its app is never told to retry on top.
+    pub retries_here: bool,
+    /// Retries the router may make (`x-envoy-max-retries`).
+    pub allowed: u32,
+    pub decision: BudgetDecision,
+    route: RouteRetry,
+    /// Held in the shared budget until settled.
+    reservation: Option<Reservation>,
+    /// Retries made, once settled.
+    pub made: Option<u32>,
+}
+
+impl RetryGrant {
+    /// Grants retries for the request whose headers are in `host`; `None` when the route's
+    /// retries are not meshkit's to control.
+    pub fn open(plugin: &Plugin, host: &mut impl Host) -> Option<RetryGrant> {
+        let route_name = super::host::string_property(host, Property::RouteName)?;
+        let route = plugin.config.retries.routes.get(&route_name)?.clone();
+        let method = host
+            .header(Map::RequestHeaders, ":method")
+            .unwrap_or_default();
+        let retries_here = route.retries_method(&method);
+        let wanted = if retries_here { route.num_retries } else { 0 };
+        let service = &plugin.config.service;
+        let (allowed, decision, reservation) = match plugin.budgets.get(&route.upstream) {
+            None => (wanted, BudgetDecision::Off, None),
+            Some((budget, key)) => {
+                // Every request deposits, retriable or not: the bound counts all requests.
+                let now = host.now_ms();
+                let granted = shared_data::update(host, key, |bytes| {
+                    let mut w = Window::load(bytes, budget, now);
+                    let r = w.grant(budget, now, wanted);
+                    let left = w.available(budget, now);
+                    (Some(w.encode()), (r, left))
+                });
+                match granted {
+                    Some((r, left)) => {
+                        host.gauge(
+                            &metrics::retry_metric("budget_remaining", service, &route.upstream),
+                            u64::from(left),
+                        );
+                        let (allowed, decision) = retry_control::allowance(wanted, Some(r.retries));
+                        (allowed, decision, (r.retries > 0).then_some(r))
+                    }
+                    None => (0, BudgetDecision::Unavailable, None),
+                }
+            }
+        };
+        let decision = if retries_here {
+            // Envoy strips x-envoy-* from every peer, so this is the only retry count.
+            host.set_header(
+                Map::RequestHeaders,
+                "x-envoy-max-retries",
+                &allowed.to_string(),
+            );
+            decision
+        } else {
+            BudgetDecision::NotRetriable
+        };
+        host.counter(
+            &metrics::retry_metric("requests", service, &route.upstream),
+            1,
+        );
+        Some(RetryGrant {
+            upstream: route.upstream.clone(),
+            retries_here,
+            allowed: if retries_here { allowed } else { 0 },
+            decision,
+            route,
+            reservation,
+            made: None,
+        })
+    }
+
+    /// The router is done: releases the hold and charges the retries made. Attempts come from
+    /// `x-envoy-attempt-count` when response headers are given, else from the stream info.
+    /// Only the first call counts.
+    pub fn settle(&mut self, plugin: &Plugin, host: &mut impl Host, with_headers: bool) {
+        if self.made.is_some() {
+            return;
+        }
+        let header = with_headers
+            .then(|| host.header(Map::ResponseHeaders, "x-envoy-attempt-count"))
+            .flatten();
+        let attempts = retry_control::attempts(header.as_deref()).or_else(|| {
+            u64_property(host, Property::RequestAttemptCount)
+                .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
+        });
+        // The router never exceeds x-envoy-max-retries; capping keeps the accounting exact.
+        let made = attempts.unwrap_or(1).saturating_sub(1).min(self.allowed);
+        self.made = Some(made);
+        let service = &plugin.config.service;
+        host.counter(
+            &metrics::retry_metric("retries", service, &self.upstream),
+            u64::from(made),
+        );
+        let Some((budget, key)) = plugin.budgets.get(&self.upstream) else {
+            return;
+        };
+        if self.reservation.is_none() && made == 0 {
+            return;
+        }
+        let reservation = self.reservation.unwrap_or(Reservation {
+            retries: 0,
+            bucket: 0,
+        });
+        let now = host.now_ms();
+        let settled = shared_data::update(host, key, |bytes| {
+            let mut w = Window::load(bytes, budget, now);
+            w.settle(budget, now, reservation, made);
+            (Some(w.encode()), ())
+        });
+        if settled.is_none() {
+            host.debug(&format!("meshkit: could not settle retry budget {key}"));
+        }
+    }
+
+    /// The budget's decision for the log, once the outcome is known. `failure`: what the router
+    /// saw at response headers (`None`: no failure there); `flags`: Envoy's response flags.
+    pub fn decide(
+        &self,
+        failure: Option<RouterFailure>,
+        flags: u64,
+        via_upstream: bool,
+    ) -> BudgetDecision {
+        use super::error_code::flags::*;
+        let made = self.made.unwrap_or(0);
+        let retried_failure = failure.is_some_and(|f| self.route.retries_failure(&f));
+        // UO on a response that still came from the upstream, or next to a transport failure:
+        // the router wanted another attempt and the circuit breaker refused it.
+        let breaker = flags & UPSTREAM_OVERFLOW != 0
+            && (via_upstream
+                || flags
+                    & (UPSTREAM_CONNECTION_FAILURE
+                        | UPSTREAM_REMOTE_RESET
+                        | UPSTREAM_CONNECTION_TERMINATION
+                        | LOCAL_RESET)
+                    != 0);
+        retry_control::settle(self.decision, self.allowed, made, retried_failure, breaker)
+    }
+}

@@ -1,0 +1,582 @@
+//! One HTTP stream through a meshkit listener: the filter's per-request decisions, driven by
+//! Envoy's callbacks and applied through [`Host`].
+//!
+//! The proxy-wasm glue forwards each callback here and returns the [`Action`]; everything else
+//! (what to read, what to stamp, when the retry budget is settled, what the log says) is decided
+//! here, so every path is unit-tested without Envoy (`stream/tests.rs`).
+//!
+//! Header maps are only written while Envoy accepts writes: request headers in the
+//! request-headers callback, response headers in the response-headers callback or while they
+//! are held (`Action::Pause`), trailers in the trailers callback. proxy-wasm 0.2.5 panics on
+//! any other answer, and a panic kills the VM.
+
+use super::access_log::{self, FilterField};
+use super::cause_table::{Cause, Remembered};
+use super::config::Direction;
+use super::error_code::MeshCode;
+use super::extract::{self, Extracted, Source};
+use super::host::{string_property, u64_property, Host, Map, Property};
+use super::local_reply::{self, LocalReplies};
+use super::plugin::Plugin;
+use super::propagation;
+use super::report::{decide, ErrorReport, ResponseFacts};
+use super::retry_control::{RetryLayers, RouterFailure};
+use super::retry_grant::RetryGrant;
+
+#[cfg(test)]
+mod tests;
+
+/// What Envoy should do after a callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Continue,
+    /// Hold what came so far (headers, or the body buffered) until a later callback.
+    Pause,
+}
+
+/// Work a response callback left for a later one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Pending {
+    /// Replace Envoy's local-reply body with this report's problem+json once it is complete.
+    ReplaceBody(ErrorReport, u16),
+    /// Read the app's error problem+json body (response headers are held until then).
+    ProblemBody,
+    /// gRPC: the status and its details come in trailers; what the headers already showed
+    /// (inbound: the app's code, if any) is decided on together with them.
+    Trailers(Extracted),
+}
+
+/// Whether a `content-type` is gRPC, as Envoy decides it: `application/grpc`, optionally
+/// followed by `+format`. gRPC-Web is not gRPC (it has its own filter and wire format).
+pub fn is_grpc(content_type: &[u8]) -> bool {
+    match content_type.strip_prefix(b"application/grpc") {
+        Some(rest) => rest.is_empty() || rest.starts_with(b"+"),
+        None => false,
+    }
+}
+
+/// The response as the headers callback sees it.
+struct ResponseHead {
+    status: u16,
+    is_error: bool,
+    /// A gRPC response whose status comes in trailers.
+    status_in_trailers: bool,
+}
+
+/// Where Envoy's reply came from, read only for error responses.
+#[derive(Debug, Clone, Copy, Default)]
+struct Origin {
+    /// `Some` when Envoy generated the response itself.
+    local_reply: Option<MeshCode>,
+    flags: u64,
+    via_upstream: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct Stream {
+    request_id: Option<Vec<u8>>,
+    /// When the request arrived (inbound only): older causes are another request's.
+    arrived_ms: u64,
+    /// The caller speaks gRPC: errors are reported as gRPC statuses, not problem+json.
+    grpc_caller: bool,
+    pending: Option<Pending>,
+    /// Outbound: this request's retries.
+    retry: Option<RetryGrant>,
+    /// What the router saw at response headers (for the budget's decision).
+    router_failure: Option<RouterFailure>,
+    origin: Origin,
+    /// The report is decided and recorded (or there is none).
+    finished: bool,
+}
+
+impl Stream {
+    pub fn new() -> Stream {
+        Stream::default()
+    }
+
+    pub fn on_request_headers(&mut self, plugin: &Plugin, host: &mut impl Host) -> Action {
+        let config = &plugin.config;
+        // meshkit's headers only ever come from meshkit: nobody can send us an origin.
+        for name in propagation::ALL {
+            host.remove_header(Map::RequestHeaders, name);
+        }
+        self.request_id = host.header(Map::RequestHeaders, "x-request-id");
+        self.grpc_caller = host
+            .header(Map::RequestHeaders, "content-type")
+            .is_some_and(|ct| is_grpc(&ct));
+        let request = RequestHeaders(host);
+        for (field, value) in access_log::request_fields(config, &request) {
+            host.set_log_field(field, &value);
+        }
+        match config.direction {
+            Direction::Inbound => self.arrived_ms = host.now_ms(),
+            Direction::Outbound => self.retry = RetryGrant::open(plugin, host),
+        }
+        Action::Continue
+    }
+
+    pub fn on_response_headers(
+        &mut self,
+        plugin: &Plugin,
+        host: &mut impl Host,
+        end_of_stream: bool,
+    ) -> Action {
+        let config = &plugin.config;
+        if config.direction == Direction::Inbound {
+            // The app cannot speak for the mesh either: only this sidecar stamps.
+            for name in propagation::ALL {
+                host.remove_header(Map::ResponseHeaders, name);
+            }
+        }
+        let head = self.head(host, end_of_stream);
+        if head.is_error {
+            self.origin = origin(host, head.status);
+        }
+        // The router is done with this request: settle its retries now, not at the end of a
+        // long stream.
+        if let Some(grant) = self.retry.as_mut() {
+            grant.settle(plugin, host, true);
+        }
+
+        if let Some(mesh) = self.origin.local_reply {
+            self.router_failure = Some(router_failure_of(mesh));
+            let facts = ResponseFacts {
+                local_reply: Some(mesh),
+                ..self.facts(plugin, host, true)
+            };
+            let report = self.finish(plugin, host, facts);
+            if let Some(report) = report {
+                self.rewrite_local_reply(plugin, host, report, head.status, end_of_stream);
+            }
+            return Action::Continue;
+        }
+
+        match config.direction {
+            Direction::Outbound => {
+                let propagated = propagation::read(&ResponseHeaders(host));
+                if head.is_error {
+                    self.router_failure = Some(match &propagated {
+                        Some(p) if p.retryable => RouterFailure::MarkedRetryable,
+                        _ => RouterFailure::Other,
+                    });
+                }
+                if propagated.is_none() && head.status_in_trailers {
+                    self.pending = Some(Pending::Trailers(Extracted::Absent));
+                    return Action::Continue;
+                }
+                let facts = ResponseFacts {
+                    propagated,
+                    ..self.facts(plugin, host, head.is_error)
+                };
+                let report = self.finish(plugin, host, facts);
+                if let Some(report) = report {
+                    // Stamped as this hop decided it (the app must not retry what its sidecar
+                    // already retried).
+                    host.set_header(
+                        Map::ResponseHeaders,
+                        propagation::RETRYABLE,
+                        &report.retryable.to_string(),
+                    );
+                }
+            }
+            Direction::Inbound => {
+                let extracted = extract::from_app(&ResponseHeaders(host), &config.errors);
+                if head.status_in_trailers {
+                    self.pending = Some(Pending::Trailers(extracted));
+                    return Action::Continue;
+                }
+                if extracted == Extracted::Absent
+                    && head.is_error
+                    && !end_of_stream
+                    && config.errors.problem_json_max_body_bytes.is_some()
+                    && host
+                        .header(Map::ResponseHeaders, "content-type")
+                        .is_some_and(|ct| extract::is_problem_json(&ct))
+                {
+                    self.pending = Some(Pending::ProblemBody);
+                    return Action::Pause;
+                }
+                let facts = ResponseFacts {
+                    extracted,
+                    ..self.facts(plugin, host, head.is_error)
+                };
+                if let Some(report) = self.finish(plugin, host, facts) {
+                    stamp(host, Map::ResponseHeaders, &report);
+                }
+            }
+        }
+        Action::Continue
+    }
+
+    pub fn on_response_body(
+        &mut self,
+        plugin: &Plugin,
+        host: &mut impl Host,
+        body_size: usize,
+        end_of_stream: bool,
+    ) -> Action {
+        match self.pending.take() {
+            Some(Pending::ReplaceBody(report, status)) => {
+                if !end_of_stream {
+                    self.pending = Some(Pending::ReplaceBody(report, status));
+                    return Action::Pause;
+                }
+                let detail = host.response_body(body_size.min(local_reply::MAX_DETAIL_LEN));
+                let detail = String::from_utf8_lossy(&detail);
+                let request_id = self
+                    .request_id
+                    .as_deref()
+                    .and_then(|id| std::str::from_utf8(id).ok());
+                let body = local_reply::problem_json(&report, status, detail.trim(), request_id);
+                host.replace_response_body(body_size, body.as_bytes());
+                Action::Continue
+            }
+            Some(Pending::ProblemBody) => {
+                let max = plugin
+                    .config
+                    .errors
+                    .problem_json_max_body_bytes
+                    .unwrap_or(0) as usize;
+                let extracted = if body_size > max {
+                    Extracted::Malformed {
+                        source: Source::ProblemJson,
+                        reason: format!("body exceeds {max} bytes"),
+                    }
+                } else if !end_of_stream {
+                    self.pending = Some(Pending::ProblemBody);
+                    return Action::Pause;
+                } else {
+                    extract::from_problem_json(&host.response_body(body_size), max)
+                };
+                // Only error responses are held for their body.
+                let facts = ResponseFacts {
+                    extracted,
+                    ..self.facts(plugin, host, true)
+                };
+                if let Some(report) = self.finish(plugin, host, facts) {
+                    // The headers are still held, so they can still change.
+                    stamp(host, Map::ResponseHeaders, &report);
+                }
+                Action::Continue
+            }
+            other => {
+                self.pending = other;
+                Action::Continue
+            }
+        }
+    }
+
+    pub fn on_response_trailers(&mut self, plugin: &Plugin, host: &mut impl Host) -> Action {
+        let inbound = plugin.config.direction == Direction::Inbound;
+        if inbound {
+            // Trailers can carry meshkit's headers too; the app may not set them there either.
+            for name in propagation::ALL {
+                host.remove_header(Map::ResponseTrailers, name);
+            }
+        }
+        let trailers_error = || {
+            host.header(Map::ResponseTrailers, "grpc-status")
+                .is_some_and(|s| s != b"0")
+        };
+        let facts = match self.pending.take() {
+            Some(Pending::Trailers(from_headers)) if inbound => {
+                let is_error = trailers_error();
+                let errors = &plugin.config.errors;
+                let extracted = from_headers.or_else(|| extract::from_app(&Trailers(host), errors));
+                ResponseFacts {
+                    extracted,
+                    ..self.facts(plugin, host, is_error)
+                }
+            }
+            Some(Pending::Trailers(_)) => {
+                let is_error = trailers_error();
+                ResponseFacts {
+                    propagated: propagation::read(&Trailers(host)),
+                    ..self.facts(plugin, host, is_error)
+                }
+            }
+            // A held problem+json body ended with trailers: the body is complete now.
+            Some(Pending::ProblemBody) => {
+                let max = plugin
+                    .config
+                    .errors
+                    .problem_json_max_body_bytes
+                    .unwrap_or(0) as usize;
+                let body = host.response_body(max.saturating_add(1));
+                ResponseFacts {
+                    extracted: extract::from_problem_json(&body, max),
+                    ..self.facts(plugin, host, true)
+                }
+            }
+            other => {
+                self.pending = other;
+                return Action::Continue;
+            }
+        };
+        if let Some(report) = self.finish(plugin, host, facts) {
+            // Response headers are gone by now; trailers are the place left.
+            stamp(host, Map::ResponseTrailers, &report);
+        }
+        Action::Continue
+    }
+
+    /// Runs before Envoy writes the access log line: whatever did not complete (a reset, a
+    /// body or trailers that never came) is settled and reported here, never dropped.
+    pub fn on_log(&mut self, plugin: &Plugin, host: &mut impl Host) {
+        if let Some(grant) = self.retry.as_mut() {
+            grant.settle(plugin, host, false);
+        }
+        match self.pending.take() {
+            Some(Pending::ProblemBody) => {
+                let facts = ResponseFacts {
+                    extracted: Extracted::Malformed {
+                        source: Source::ProblemJson,
+                        reason: "the body never completed".into(),
+                    },
+                    ..self.facts(plugin, host, true)
+                };
+                self.finish(plugin, host, facts);
+            }
+            Some(Pending::Trailers(extracted)) => {
+                // The stream ended without trailers: a gRPC call cut off mid-stream.
+                let facts = ResponseFacts {
+                    extracted,
+                    ..self.facts(plugin, host, false)
+                };
+                self.finish(plugin, host, facts);
+            }
+            _ => {}
+        }
+        if !self.finished {
+            self.finished = true;
+            self.record_retry(plugin, host, None);
+        }
+    }
+
+    fn head(&self, host: &impl Host, end_of_stream: bool) -> ResponseHead {
+        let status = host
+            .header(Map::ResponseHeaders, ":status")
+            .and_then(|s| std::str::from_utf8(&s).ok()?.parse::<u16>().ok())
+            .unwrap_or(0);
+        let grpc_status = host.header(Map::ResponseHeaders, "grpc-status");
+        let grpc_response = host
+            .header(Map::ResponseHeaders, "content-type")
+            .is_some_and(|ct| is_grpc(&ct));
+        ResponseHead {
+            status,
+            is_error: status >= 400 || grpc_status.as_deref().is_some_and(|s| s != b"0"),
+            status_in_trailers: grpc_response && grpc_status.is_none() && !end_of_stream,
+        }
+    }
+
+    /// The facts common to every response of this stream. An inbound error takes its
+    /// request's remembered upstream failure out of the cause table.
+    fn facts(&self, plugin: &Plugin, host: &mut impl Host, is_error: bool) -> ResponseFacts {
+        let config = &plugin.config;
+        let upstream = match config.direction {
+            Direction::Outbound => string_property(host, Property::ClusterName),
+            Direction::Inbound => None,
+        };
+        let remembered = match (config.direction, is_error, &self.request_id) {
+            (Direction::Inbound, true, Some(id)) => {
+                let now = host.now_ms();
+                plugin.causes.take(host, now, id, self.arrived_ms)
+            }
+            _ => None,
+        };
+        ResponseFacts {
+            direction: config.direction,
+            service: config.service.clone(),
+            upstream,
+            local_reply: None,
+            extracted: Extracted::Absent,
+            propagated: None,
+            remembered,
+            is_error,
+        }
+    }
+
+    /// Decides, then records: cause table (outbound), metrics, the access log fields. At most
+    /// once per stream.
+    fn finish(
+        &mut self,
+        plugin: &Plugin,
+        host: &mut impl Host,
+        facts: ResponseFacts,
+    ) -> Option<ErrorReport> {
+        if self.finished {
+            return None;
+        }
+        self.finished = true;
+        let config = &plugin.config;
+        let upstream = match config.direction {
+            Direction::Inbound => "local_app".to_string(),
+            Direction::Outbound => facts.upstream.clone().unwrap_or_else(|| "none".into()),
+        };
+        let Some(mut report) = decide(&plugin.catalog, facts) else {
+            self.record_retry(plugin, host, None);
+            return None;
+        };
+        report.retryable = report.retryable && self.caller_may_retry(plugin, &report);
+        self.record(plugin, host, &report, &upstream);
+        self.record_retry(plugin, host, Some(&report));
+        Some(report)
+    }
+
+    /// Whether this hop tells its caller it may retry a retryable failure. Outbound: not if
+    /// this sidecar's route retries the request (it retried already, or its budget refused:
+    /// an app retrying on top would multiply attempts or defeat the budget). Inbound, in
+    /// `nearest_hop` mode: only if the failure started in this service.
+    fn caller_may_retry(&self, plugin: &Plugin, report: &ErrorReport) -> bool {
+        let config = &plugin.config;
+        match config.direction {
+            Direction::Outbound => !self.retry.as_ref().is_some_and(|g| g.retries_here),
+            Direction::Inbound => {
+                config.retry_layers != RetryLayers::NearestHop || report.origin == config.service
+            }
+        }
+    }
+
+    fn record(&self, plugin: &Plugin, host: &mut impl Host, report: &ErrorReport, upstream: &str) {
+        let config = &plugin.config;
+        if config.direction == Direction::Outbound {
+            if let (Some(code), Some(id)) = (&report.code, &self.request_id) {
+                let cause = Cause {
+                    origin: report.origin.clone(),
+                    code: code.clone(),
+                };
+                let now = host.now_ms();
+                match plugin.causes.remember(host, now, id, &cause) {
+                    Remembered::Evicted => host.counter("meshkit.cause_table.evicted", 1),
+                    Remembered::Failed => host.counter("meshkit.cause_table.failed", 1),
+                    Remembered::Stored | Remembered::Skipped => {}
+                }
+            }
+        }
+        let name = host.with_cap(|cap| {
+            cap.error_metric(&config.service, config.direction.as_str(), upstream, report)
+        });
+        host.counter(&name, 1);
+        for (field, value) in access_log::error_fields(report) {
+            host.set_log_field(field, &value);
+        }
+        if let Some(reason) = &report.malformed {
+            host.debug(&format!("meshkit: malformed error carrier: {reason}"));
+        }
+    }
+
+    /// The budget's decision for this request: log fields and metrics.
+    fn record_retry(&self, plugin: &Plugin, host: &mut impl Host, report: Option<&ErrorReport>) {
+        let Some(grant) = &self.retry else {
+            return;
+        };
+        // A failure reported only in trailers was never the router's to retry.
+        let failure = report.and(self.router_failure);
+        let decision = grant.decide(failure, self.origin.flags, self.origin.via_upstream);
+        let service = &plugin.config.service;
+        use super::retry_control::BudgetDecision;
+        let kind = match decision {
+            BudgetDecision::Denied => Some("denied"),
+            BudgetDecision::Overflow => Some("overflow"),
+            _ => None,
+        };
+        if let Some(kind) = kind {
+            host.counter(
+                &super::metrics::retry_metric(kind, service, &grant.upstream),
+                1,
+            );
+        }
+        host.set_log_field(FilterField::RetryAllowed, &grant.allowed.to_string());
+        host.set_log_field(FilterField::RetryBudget, decision.as_str());
+    }
+
+    /// Makes an Envoy-generated failure uniform, per the listener's `local_replies` setting.
+    fn rewrite_local_reply(
+        &mut self,
+        plugin: &Plugin,
+        host: &mut impl Host,
+        report: ErrorReport,
+        status: u16,
+        end_of_stream: bool,
+    ) {
+        let mode = plugin.config.local_replies;
+        if mode == LocalReplies::Off {
+            return;
+        }
+        stamp(host, Map::ResponseHeaders, &report);
+        if mode != LocalReplies::HeadersAndBody {
+            return;
+        }
+        if self.grpc_caller {
+            for (name, value) in local_reply::grpc_headers(&report, &plugin.catalog) {
+                host.set_header(Map::ResponseHeaders, name, &value);
+            }
+        } else if !end_of_stream {
+            host.set_header(
+                Map::ResponseHeaders,
+                "content-type",
+                "application/problem+json",
+            );
+            host.remove_header(Map::ResponseHeaders, "content-length");
+            self.pending = Some(Pending::ReplaceBody(report, status));
+        }
+    }
+}
+
+/// Where an error response came from: Envoy itself (and why), or the upstream.
+fn origin(host: &impl Host, status: u16) -> Origin {
+    let details = string_property(host, Property::ResponseCodeDetails);
+    let flags = u64_property(host, Property::ResponseFlags).unwrap_or(0);
+    let via_upstream = details.as_deref() == Some("via_upstream");
+    let local_reply = match details {
+        Some(_) if !via_upstream => MeshCode::from_response_flags(flags)
+            // Envoy made an error reply for a reason meshkit has no name for: still the
+            // mesh's, never the app's (nor a remembered upstream cause's).
+            .or((status >= 400).then_some(MeshCode::LocalReply)),
+        _ => None,
+    };
+    Origin {
+        local_reply,
+        flags,
+        via_upstream,
+    }
+}
+
+fn router_failure_of(mesh: MeshCode) -> RouterFailure {
+    match mesh {
+        MeshCode::UpstreamConnectFailure => RouterFailure::ConnectFailure,
+        MeshCode::UpstreamReset => RouterFailure::Reset,
+        _ => RouterFailure::Other,
+    }
+}
+
+fn stamp(host: &mut impl Host, map: Map, report: &ErrorReport) {
+    for (name, value) in propagation::stamp(report) {
+        host.set_header(map, name, &value);
+    }
+}
+
+/// A header map of the host, for the readers that take a [`HeaderSource`].
+///
+/// [`HeaderSource`]: super::headers::HeaderSource
+struct RequestHeaders<'a, H>(&'a H);
+struct ResponseHeaders<'a, H>(&'a H);
+struct Trailers<'a, H>(&'a H);
+
+impl<H: Host> super::headers::HeaderSource for RequestHeaders<'_, H> {
+    fn header(&self, name: &str) -> Option<Vec<u8>> {
+        self.0.header(Map::RequestHeaders, name)
+    }
+}
+
+impl<H: Host> super::headers::HeaderSource for ResponseHeaders<'_, H> {
+    fn header(&self, name: &str) -> Option<Vec<u8>> {
+        self.0.header(Map::ResponseHeaders, name)
+    }
+}
+
+impl<H: Host> super::headers::HeaderSource for Trailers<'_, H> {
+    fn header(&self, name: &str) -> Option<Vec<u8>> {
+        self.0.header(Map::ResponseTrailers, name)
+    }
+}

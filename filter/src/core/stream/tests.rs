@@ -1,0 +1,769 @@
+//! Every per-stream path, driven the way Envoy drives it, against a fake host that also checks
+//! the rule for writable header maps (a write Envoy would refuse panics the VM in production).
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+
+use super::*;
+use crate::core::config::PluginConfig;
+use crate::core::error_code::flags;
+use crate::core::metrics::CardinalityCap;
+use crate::core::shared_data::testing::MemStore;
+use crate::core::shared_data::{CasStore, SetError};
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+/// One sidecar's shared data, seen by all its streams (both listeners, every worker).
+type Shared = Rc<MemStore>;
+
+struct FakeHost {
+    maps: HashMap<Map, Vec<(String, Vec<u8>)>>,
+    /// Maps Envoy accepts writes to in the current callback.
+    writable: Vec<Map>,
+    properties: HashMap<Property, Vec<u8>>,
+    body: Vec<u8>,
+    log: BTreeMap<&'static str, String>,
+    now: u64,
+    counters: BTreeMap<String, u64>,
+    gauges: BTreeMap<String, u64>,
+    cap: Rc<RefCell<CardinalityCap>>,
+    store: Shared,
+}
+
+impl FakeHost {
+    fn new(store: &Shared) -> FakeHost {
+        FakeHost {
+            maps: HashMap::new(),
+            writable: Vec::new(),
+            properties: HashMap::new(),
+            body: Vec::new(),
+            log: BTreeMap::new(),
+            now: 1_000_000,
+            counters: BTreeMap::new(),
+            gauges: BTreeMap::new(),
+            cap: Rc::new(RefCell::new(CardinalityCap::new(32))),
+            store: store.clone(),
+        }
+    }
+
+    fn put(&mut self, map: Map, name: &str, value: &str) {
+        let m = self.maps.entry(map).or_default();
+        m.retain(|(n, _)| n != name);
+        m.push((name.to_string(), value.as_bytes().to_vec()));
+    }
+
+    fn get(&self, map: Map, name: &str) -> Option<String> {
+        self.header(map, name)
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
+    }
+
+    fn log(&self, field: FilterField) -> Option<&str> {
+        self.log.get(field.property()).map(String::as_str)
+    }
+
+    fn counter_value(&self, name: &str) -> u64 {
+        self.counters.get(name).copied().unwrap_or(0)
+    }
+
+    fn set_u64(&mut self, property: Property, value: u64) {
+        self.properties
+            .insert(property, value.to_le_bytes().to_vec());
+    }
+}
+
+impl CasStore for FakeHost {
+    fn get(&self, key: &str) -> Option<(Vec<u8>, Option<u32>)> {
+        self.store.get(key)
+    }
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), SetError> {
+        self.store.set(key, value, cas)
+    }
+}
+
+impl Host for FakeHost {
+    fn header(&self, map: Map, name: &str) -> Option<Vec<u8>> {
+        self.maps
+            .get(&map)?
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    }
+    fn set_header(&mut self, map: Map, name: &str, value: &str) {
+        assert!(
+            self.writable.contains(&map),
+            "write to {map:?} ({name}) now would panic the VM"
+        );
+        self.put(map, name, value);
+    }
+    fn remove_header(&mut self, map: Map, name: &str) {
+        assert!(
+            self.writable.contains(&map),
+            "remove from {map:?} ({name}) now would panic the VM"
+        );
+        if let Some(m) = self.maps.get_mut(&map) {
+            m.retain(|(n, _)| n != name);
+        }
+    }
+    fn property(&self, property: Property) -> Option<Vec<u8>> {
+        self.properties.get(&property).cloned()
+    }
+    fn response_body(&self, len: usize) -> Vec<u8> {
+        self.body[..len.min(self.body.len())].to_vec()
+    }
+    fn replace_response_body(&mut self, len: usize, body: &[u8]) {
+        let len = len.min(self.body.len());
+        self.body.splice(..len, body.iter().copied());
+    }
+    fn set_log_field(&mut self, field: FilterField, value: &str) {
+        self.log.insert(field.property(), value.to_string());
+    }
+    fn now_ms(&self) -> u64 {
+        self.now
+    }
+    fn counter(&mut self, name: &str, n: u64) {
+        *self.counters.entry(name.to_string()).or_default() += n;
+    }
+    fn gauge(&mut self, name: &str, value: u64) {
+        self.gauges.insert(name.to_string(), value);
+    }
+    fn with_cap<R>(&mut self, f: impl FnOnce(&mut CardinalityCap) -> R) -> R {
+        f(&mut self.cap.borrow_mut())
+    }
+    fn debug(&self, _message: &str) {}
+}
+
+const CATALOG: &str = r#"[
+    {"code":"CM503001","http_status":503,"grpc_status":"UNAVAILABLE","retryable":true,"message":"down"},
+    {"code":"CM404001","http_status":404,"grpc_status":"NOT_FOUND","retryable":false,"message":"gone"}
+]"#;
+
+fn plugin(direction: &str, extra: &str) -> Plugin {
+    let json = format!(
+        r#"{{"service":"recipes","direction":"{direction}",
+            "errors":{{"problem_json_max_body_bytes":4096,"catalog":{CATALOG}}},
+            "cause_table":{{"buckets":16,"max_age_ms":15000}}{extra}}}"#
+    );
+    let plugin = Plugin::new(PluginConfig::parse(json.as_bytes()).unwrap());
+    plugin
+}
+
+/// recipes → users: GET and HEAD retried twice on connect failures and marked errors, with a
+/// budget of 20 % + 1 retry/s over 10 s.
+fn outbound() -> Plugin {
+    plugin(
+        "outbound",
+        r#","retries":{
+            "routes":{"users/0":{"upstream":"users","num_retries":2,"methods":["GET","HEAD"],
+                                 "retry_on":["connect-failure","reset"],"timeout_ms":5000}},
+            "budgets":{"users":{"retry_ratio":0.2,"min_retries_per_second":1,"ttl_ms":10000}}}"#,
+    )
+}
+
+fn outbound_without_budget() -> Plugin {
+    plugin(
+        "outbound",
+        r#","retries":{"routes":{"users/0":{"upstream":"users","num_retries":2,"methods":["GET"],
+            "retry_on":["connect-failure"],"timeout_ms":5000}}}"#,
+    )
+}
+
+fn inbound() -> Plugin {
+    plugin("inbound", "")
+}
+
+/// Drives one stream through `plugin`, Envoy-style.
+struct Run<'p> {
+    plugin: &'p Plugin,
+    stream: Stream,
+    host: FakeHost,
+    held_headers: bool,
+}
+
+impl<'p> Run<'p> {
+    fn new(plugin: &'p Plugin, store: &Shared, request: &[(&str, &str)]) -> Run<'p> {
+        let mut host = FakeHost::new(store);
+        host.put(Map::RequestHeaders, "x-request-id", "req-1");
+        host.put(Map::RequestHeaders, ":method", "GET");
+        for (k, v) in request {
+            host.put(Map::RequestHeaders, k, v);
+        }
+        host.properties
+            .insert(Property::RouteName, b"users/0".to_vec());
+        host.properties
+            .insert(Property::ClusterName, b"users".to_vec());
+        Run {
+            plugin,
+            stream: Stream::new(),
+            host,
+            held_headers: false,
+        }
+    }
+
+    fn request(&mut self) -> &mut Self {
+        self.host.writable = vec![Map::RequestHeaders];
+        assert_eq!(
+            self.stream.on_request_headers(self.plugin, &mut self.host),
+            Action::Continue
+        );
+        self
+    }
+
+    /// A response from the upstream (`via_upstream`), after `attempts` attempts.
+    fn upstream_response(
+        &mut self,
+        status: u16,
+        headers: &[(&str, &str)],
+        attempts: Option<u32>,
+        end: bool,
+    ) -> Action {
+        self.host
+            .properties
+            .insert(Property::ResponseCodeDetails, b"via_upstream".to_vec());
+        self.response(status, headers, attempts, end)
+    }
+
+    /// A reply Envoy made itself, with these response flags.
+    fn local_reply(
+        &mut self,
+        status: u16,
+        flags: u64,
+        attempts: Option<u32>,
+        body: &str,
+    ) -> Action {
+        self.host.properties.insert(
+            Property::ResponseCodeDetails,
+            b"upstream_reset_before_response_started{connection_failure}".to_vec(),
+        );
+        self.host.set_u64(Property::ResponseFlags, flags);
+        self.host.body = body.as_bytes().to_vec();
+        let headers = [("content-type", "text/plain")];
+        let action = self.response(status, &headers, attempts, body.is_empty());
+        if !body.is_empty() {
+            self.body(true);
+        }
+        action
+    }
+
+    fn response(
+        &mut self,
+        status: u16,
+        headers: &[(&str, &str)],
+        attempts: Option<u32>,
+        end: bool,
+    ) -> Action {
+        self.host
+            .put(Map::ResponseHeaders, ":status", &status.to_string());
+        if let Some(n) = attempts {
+            self.host.put(
+                Map::ResponseHeaders,
+                "x-envoy-attempt-count",
+                &n.to_string(),
+            );
+        }
+        for (k, v) in headers {
+            self.host.put(Map::ResponseHeaders, k, v);
+        }
+        self.host.writable = vec![Map::ResponseHeaders];
+        let action = self
+            .stream
+            .on_response_headers(self.plugin, &mut self.host, end);
+        self.held_headers = action == Action::Pause;
+        action
+    }
+
+    fn body(&mut self, end: bool) -> Action {
+        self.host.writable = if self.held_headers {
+            vec![Map::ResponseHeaders]
+        } else {
+            vec![]
+        };
+        let size = self.host.body.len();
+        let action = self
+            .stream
+            .on_response_body(self.plugin, &mut self.host, size, end);
+        if action == Action::Continue {
+            self.held_headers = false;
+        }
+        action
+    }
+
+    fn trailers(&mut self, trailers: &[(&str, &str)]) {
+        for (k, v) in trailers {
+            self.host.put(Map::ResponseTrailers, k, v);
+        }
+        self.host.writable = vec![Map::ResponseTrailers];
+        self.stream
+            .on_response_trailers(self.plugin, &mut self.host);
+    }
+
+    fn log(&mut self) -> &FakeHost {
+        self.host.writable = vec![];
+        self.stream.on_log(self.plugin, &mut self.host);
+        &self.host
+    }
+}
+
+fn budget_available(store: &Shared, plugin: &Plugin, now: u64) -> u32 {
+    let (budget, key) = &plugin.budgets["users"];
+    let bytes = store.get(key).map(|(b, _)| b).unwrap_or_default();
+    crate::core::retry_budget::Window::load(&bytes, budget, now).available(budget, now)
+}
+
+const RETRYABLE_ERROR: [(&str, &str); 3] = [
+    ("x-meshkit-error-code", "CM503001"),
+    ("x-meshkit-error-origin", "users"),
+    ("x-meshkit-error-retryable", "true"),
+];
+
+#[test]
+fn grpc_web_is_not_grpc() {
+    assert!(is_grpc(b"application/grpc"));
+    assert!(is_grpc(b"application/grpc+proto"));
+    assert!(!is_grpc(b"application/grpc-web"));
+    assert!(!is_grpc(b"application/grpc-web+proto"));
+    assert!(!is_grpc(b"application/grpc;charset=utf-8"));
+    assert!(!is_grpc(b"Application/grpc"));
+}
+
+#[test]
+fn a_get_is_granted_its_retries_and_settles_at_response_headers() {
+    let store = Shared::default();
+    let p = outbound();
+    p.create_shared_keys(store.as_ref(), 0).unwrap();
+    let mut run = Run::new(&p, &store, &[]);
+    run.request();
+    assert_eq!(
+        run.host
+            .get(Map::RequestHeaders, "x-envoy-max-retries")
+            .as_deref(),
+        Some("2")
+    );
+    let before = budget_available(&store, &p, run.host.now);
+    // A long gRPC stream: headers now, trailers much later. The hold is released at headers.
+    run.upstream_response(200, &[("content-type", "application/grpc")], Some(2), false);
+    assert_eq!(
+        budget_available(&store, &p, run.host.now),
+        before + 2 - 1,
+        "hold back, one retry spent"
+    );
+    run.host.now += 60_000;
+    run.trailers(&[("grpc-status", "0")]);
+    let host = run.log();
+    assert_eq!(host.log(FilterField::RetryBudget), Some("full"));
+    assert_eq!(host.log(FilterField::RetryAllowed), Some("2"));
+    assert_eq!(host.counter_value("meshkit.retry.retries.recipes.users"), 1);
+}
+
+#[test]
+fn a_post_the_route_never_retries_holds_nothing_and_is_never_denied() {
+    let store = Shared::default();
+    let p = outbound();
+    p.create_shared_keys(store.as_ref(), 0).unwrap();
+    let before = budget_available(&store, &p, 1_000_000);
+    let mut run = Run::new(&p, &store, &[(":method", "POST")]);
+    run.request();
+    assert_eq!(
+        run.host.get(Map::RequestHeaders, "x-envoy-max-retries"),
+        None
+    );
+    assert_eq!(
+        budget_available(&store, &p, run.host.now),
+        before,
+        "deposit only, no hold"
+    );
+    run.upstream_response(503, &RETRYABLE_ERROR, Some(1), true);
+    let host = run.log();
+    assert_eq!(host.log(FilterField::RetryBudget), Some("not_retriable"));
+    assert_eq!(host.log(FilterField::ErrorCode), Some("CM503001"));
+    assert_eq!(
+        host.log(FilterField::ErrorRetryable),
+        Some("true"),
+        "this hop did not retry: the app may"
+    );
+    assert_eq!(
+        host.get(Map::ResponseHeaders, "x-meshkit-error-retryable")
+            .as_deref(),
+        Some("true")
+    );
+    assert_eq!(host.counter_value("meshkit.retry.denied.recipes.users"), 0);
+}
+
+#[test]
+fn a_denied_retry_is_logged_consistently_and_the_app_is_told_not_to_retry() {
+    let store = Shared::default();
+    let p = outbound();
+    p.create_shared_keys(store.as_ref(), 0).unwrap();
+    // Use up the reserve (10 retries) with requests still in flight.
+    let mut holders: Vec<Run> = (0..5)
+        .map(|_| {
+            let mut r = Run::new(&p, &store, &[]);
+            r.request();
+            r
+        })
+        .collect();
+    assert_eq!(
+        budget_available(&store, &p, 1_000_000),
+        1,
+        "11 + 5 × 0.2 − 10 held"
+    );
+    let mut run = Run::new(&p, &store, &[]);
+    run.request();
+    assert_eq!(
+        run.host
+            .get(Map::RequestHeaders, "x-envoy-max-retries")
+            .as_deref(),
+        Some("1")
+    );
+    run.upstream_response(503, &RETRYABLE_ERROR, Some(2), true);
+    let host = run.log();
+    assert_eq!(host.log(FilterField::RetryBudget), Some("denied"));
+    // The error is the upstream's, as the app received it; the budget field says why it was
+    // not retried further. No field contradicts another.
+    assert_eq!(host.log(FilterField::ErrorCode), Some("CM503001"));
+    assert_eq!(host.log(FilterField::ErrorOrigin), Some("users"));
+    assert_eq!(host.log(FilterField::ErrorClassification), Some("catalog"));
+    assert_eq!(host.log(FilterField::ErrorRetryable), Some("false"));
+    assert_eq!(
+        host.get(Map::ResponseHeaders, "x-meshkit-error-retryable")
+            .as_deref(),
+        Some("false")
+    );
+    assert_eq!(host.counter_value("meshkit.retry.denied.recipes.users"), 1);
+    for h in holders.iter_mut() {
+        h.upstream_response(200, &[], Some(1), true);
+        assert_eq!(h.log().log(FilterField::RetryBudget), Some("full"));
+    }
+}
+
+#[test]
+fn errors_in_trailers_are_not_denials() {
+    let store = Shared::default();
+    let p = outbound();
+    p.create_shared_keys(store.as_ref(), 0).unwrap();
+    for _ in 0..5 {
+        Run::new(&p, &store, &[]).request(); // never settle: they hold the reserve
+    }
+    let mut run = Run::new(&p, &store, &[]);
+    run.request();
+    run.upstream_response(200, &[("content-type", "application/grpc")], Some(2), false);
+    run.trailers(&[
+        ("grpc-status", "14"),
+        ("x-meshkit-error-code", "CM503001"),
+        ("x-meshkit-error-origin", "users"),
+        ("x-meshkit-error-retryable", "true"),
+    ]);
+    let host = run.log();
+    assert_eq!(host.log(FilterField::ErrorCode), Some("CM503001"));
+    assert_eq!(
+        host.log(FilterField::RetryBudget),
+        Some("capped"),
+        "the router never saw it"
+    );
+}
+
+#[test]
+fn a_failed_grant_holds_nothing_and_is_not_a_denial() {
+    let store = Shared::default();
+    let p = outbound();
+    p.create_shared_keys(store.as_ref(), 0).unwrap();
+    store
+        .conflicts
+        .set(crate::core::shared_data::MAX_CAS_ATTEMPTS);
+    let mut run = Run::new(&p, &store, &[]);
+    run.request();
+    assert_eq!(
+        run.host
+            .get(Map::RequestHeaders, "x-envoy-max-retries")
+            .as_deref(),
+        Some("0")
+    );
+    run.upstream_response(503, &RETRYABLE_ERROR, Some(1), true);
+    let host = run.log();
+    assert_eq!(host.log(FilterField::RetryBudget), Some("unavailable"));
+    assert_eq!(host.counter_value("meshkit.retry.denied.recipes.users"), 0);
+}
+
+#[test]
+fn a_retry_refused_by_the_circuit_breaker_is_overflow_not_full() {
+    let store = Shared::default();
+    let p = outbound();
+    p.create_shared_keys(store.as_ref(), 0).unwrap();
+    let mut run = Run::new(&p, &store, &[]);
+    run.request();
+    run.host
+        .set_u64(Property::ResponseFlags, flags::UPSTREAM_OVERFLOW);
+    run.upstream_response(503, &RETRYABLE_ERROR, Some(1), true);
+    let host = run.log();
+    assert_eq!(host.log(FilterField::RetryBudget), Some("overflow"));
+    assert_eq!(
+        host.counter_value("meshkit.retry.overflow.recipes.users"),
+        1
+    );
+    assert_eq!(
+        host.log(FilterField::ErrorCode),
+        Some("CM503001"),
+        "the app's error stays"
+    );
+}
+
+#[test]
+fn without_a_budget_retries_are_still_counted_and_the_app_not_told_to_retry() {
+    let store = Shared::default();
+    let p = outbound_without_budget();
+    let mut run = Run::new(&p, &store, &[]);
+    run.request();
+    assert_eq!(
+        run.host
+            .get(Map::RequestHeaders, "x-envoy-max-retries")
+            .as_deref(),
+        Some("2")
+    );
+    run.upstream_response(503, &RETRYABLE_ERROR, Some(3), true);
+    let host = run.log();
+    assert_eq!(host.log(FilterField::RetryBudget), Some("off"));
+    assert_eq!(host.log(FilterField::ErrorRetryable), Some("false"));
+    assert_eq!(host.counter_value("meshkit.retry.retries.recipes.users"), 2);
+}
+
+#[test]
+fn a_missing_attempt_count_header_falls_back_to_the_stream_info() {
+    let store = Shared::default();
+    let p = outbound();
+    p.create_shared_keys(store.as_ref(), 0).unwrap();
+    let mut run = Run::new(&p, &store, &[]);
+    run.request();
+    run.host.set_u64(Property::RequestAttemptCount, 3);
+    run.upstream_response(200, &[], None, true);
+    assert_eq!(
+        run.log()
+            .counter_value("meshkit.retry.retries.recipes.users"),
+        2
+    );
+    // And a stream reset before any response settles in on_log.
+    let mut run = Run::new(&p, &store, &[]);
+    run.request();
+    run.host.set_u64(Property::RequestAttemptCount, 2);
+    let host = run.log();
+    assert_eq!(host.counter_value("meshkit.retry.retries.recipes.users"), 1);
+    assert_eq!(host.log(FilterField::RetryBudget), Some("full"));
+}
+
+#[test]
+fn connect_failures_after_retries_are_mesh_codes_blamed_on_the_upstream() {
+    let store = Shared::default();
+    let p = outbound();
+    p.create_shared_keys(store.as_ref(), 0).unwrap();
+    let mut run = Run::new(&p, &store, &[]);
+    run.request();
+    run.local_reply(
+        503,
+        flags::UPSTREAM_CONNECTION_FAILURE | flags::UPSTREAM_RETRY_LIMIT_EXCEEDED,
+        Some(3),
+        "upstream connect error",
+    );
+    let host = run.log();
+    assert_eq!(
+        host.log(FilterField::ErrorCode),
+        Some("MESH_UPSTREAM_CONNECT_FAILURE")
+    );
+    assert_eq!(host.log(FilterField::ErrorOrigin), Some("users"));
+    assert_eq!(
+        host.log(FilterField::ErrorRetryable),
+        Some("false"),
+        "this hop retried"
+    );
+    assert_eq!(host.log(FilterField::RetryBudget), Some("full"));
+    assert!(
+        String::from_utf8_lossy(&host.body).contains("\"code\":\"MESH_UPSTREAM_CONNECT_FAILURE\"")
+    );
+}
+
+#[test]
+fn the_cause_chain_goes_through_the_shared_table_and_only_to_its_own_request() {
+    let store = Shared::default();
+    let (out, inb) = (outbound(), inbound());
+    out.create_shared_keys(store.as_ref(), 0).unwrap();
+    inb.create_shared_keys(store.as_ref(), 0).unwrap();
+    // recipes inbound receives req-1 …
+    let mut incoming = Run::new(&inb, &store, &[]);
+    incoming.request();
+    // … its app calls users, which fails (and is not retried: POST) …
+    let mut call = Run::new(&out, &store, &[(":method", "POST")]);
+    call.host.now += 5;
+    call.request();
+    call.upstream_response(503, &RETRYABLE_ERROR, Some(1), true);
+    call.log();
+    // … and the app answers a plain 500: the inbound sidecar reports the upstream failure.
+    incoming.host.now += 10;
+    incoming.upstream_response(500, &[], None, true);
+    let host = incoming.log();
+    assert_eq!(host.log(FilterField::ErrorCode), Some("CM503001"));
+    assert_eq!(host.log(FilterField::ErrorOrigin), Some("users"));
+    assert_eq!(host.log(FilterField::ErrorSource), Some("cause"));
+    assert_eq!(
+        host.get(Map::ResponseHeaders, "x-meshkit-error-cause")
+            .as_deref(),
+        Some("users:CM503001")
+    );
+    // A later request reusing the id does not inherit it (taken out, and too old anyway).
+    let mut again = Run::new(&inb, &store, &[]);
+    again.host.now += 20;
+    again.request();
+    again.upstream_response(500, &[], None, true);
+    assert_eq!(again.log().log(FilterField::ErrorCode), None);
+}
+
+#[test]
+fn an_unnamed_envoy_reply_on_inbound_is_the_meshs_not_a_remembered_cause() {
+    let store = Shared::default();
+    let (out, inb) = (outbound(), inbound());
+    inb.create_shared_keys(store.as_ref(), 0).unwrap();
+    let mut incoming = Run::new(&inb, &store, &[]);
+    incoming.request();
+    let mut call = Run::new(&out, &store, &[(":method", "POST")]);
+    call.request();
+    call.upstream_response(503, &RETRYABLE_ERROR, Some(1), true);
+    // Envoy answers 408 itself with no flag meshkit names.
+    incoming.local_reply(408, 0, None, "");
+    let host = incoming.log();
+    assert_eq!(host.log(FilterField::ErrorCode), Some("MESH_LOCAL_REPLY"));
+    assert_eq!(host.log(FilterField::ErrorOrigin), Some("recipes"));
+    assert_eq!(
+        host.log(FilterField::ErrorCause),
+        Some("users:CM503001"),
+        "kept as the cause"
+    );
+}
+
+#[test]
+fn the_app_cannot_stamp_meshkit_headers() {
+    let store = Shared::default();
+    let p = inbound();
+    let mut run = Run::new(&p, &store, &[("x-meshkit-error-origin", "forged")]);
+    run.request();
+    assert_eq!(
+        run.host.get(Map::RequestHeaders, "x-meshkit-error-origin"),
+        None
+    );
+    run.upstream_response(200, &[("x-meshkit-error-code", "FORGED")], None, true);
+    assert_eq!(
+        run.host.get(Map::ResponseHeaders, "x-meshkit-error-code"),
+        None
+    );
+}
+
+#[test]
+fn a_problem_json_body_is_read_and_stamped_while_the_headers_are_held() {
+    let store = Shared::default();
+    let p = inbound();
+    let mut run = Run::new(&p, &store, &[]);
+    run.request();
+    run.host.body = br#"{"type":"x","code":"CM404001","detail":"no such user"}"#.to_vec();
+    let a = run.upstream_response(
+        404,
+        &[("content-type", "application/problem+json")],
+        None,
+        false,
+    );
+    assert_eq!(a, Action::Pause);
+    assert_eq!(run.body(true), Action::Continue);
+    assert_eq!(
+        run.host
+            .get(Map::ResponseHeaders, "x-meshkit-error-code")
+            .as_deref(),
+        Some("CM404001")
+    );
+    assert_eq!(
+        run.log().log(FilterField::ErrorSource),
+        Some("problem_json")
+    );
+}
+
+#[test]
+fn a_problem_json_body_followed_by_trailers_is_still_reported() {
+    let store = Shared::default();
+    let p = inbound();
+    let mut run = Run::new(&p, &store, &[]);
+    run.request();
+    run.host.body = br#"{"code":"CM404001"}"#.to_vec();
+    run.upstream_response(
+        404,
+        &[("content-type", "application/problem+json")],
+        None,
+        false,
+    );
+    assert_eq!(run.body(false), Action::Pause);
+    run.trailers(&[("x-checksum", "1")]);
+    assert_eq!(
+        run.host
+            .get(Map::ResponseTrailers, "x-meshkit-error-code")
+            .as_deref(),
+        Some("CM404001")
+    );
+    assert_eq!(run.log().log(FilterField::ErrorCode), Some("CM404001"));
+}
+
+#[test]
+fn a_problem_json_body_that_never_completes_is_logged_as_malformed() {
+    let store = Shared::default();
+    let p = inbound();
+    let mut run = Run::new(&p, &store, &[]);
+    run.request();
+    run.host.body = br#"{"code":"CM4"#.to_vec();
+    run.upstream_response(
+        503,
+        &[("content-type", "application/problem+json")],
+        None,
+        false,
+    );
+    assert_eq!(run.body(false), Action::Pause);
+    let host = run.log();
+    assert_eq!(
+        host.log(FilterField::ErrorClassification),
+        Some("malformed")
+    );
+    assert_eq!(
+        host.counters
+            .keys()
+            .filter(|k| k.starts_with("meshkit.errors."))
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn grpc_status_in_trailers_is_decided_with_the_trailers() {
+    let store = Shared::default();
+    let p = inbound();
+    let mut run = Run::new(&p, &store, &[("content-type", "application/grpc")]);
+    run.request();
+    run.upstream_response(200, &[("content-type", "application/grpc")], None, false);
+    run.trailers(&[("grpc-status", "14"), ("x-app-error-code", "CM503001")]);
+    assert_eq!(
+        run.host
+            .get(Map::ResponseTrailers, "x-meshkit-error-code")
+            .as_deref(),
+        Some("CM503001")
+    );
+    assert_eq!(
+        run.log().log(FilterField::ErrorRetryable),
+        Some("true"),
+        "recipes is the origin"
+    );
+}
+
+#[test]
+fn nearest_hop_marks_deeper_failures_not_retryable() {
+    let store = Shared::default();
+    let p = inbound();
+    let mut run = Run::new(&p, &store, &[]);
+    run.request();
+    run.upstream_response(503, &[("x-app-error-code", "CM503001")], None, true);
+    assert_eq!(
+        run.host
+            .get(Map::ResponseHeaders, "x-meshkit-error-retryable")
+            .as_deref(),
+        Some("true")
+    );
+}
