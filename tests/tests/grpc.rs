@@ -40,6 +40,14 @@ fn status_with_detail(code: Code, type_url: &str, value: Vec<u8>) -> Status {
 impl Recipes for RecipesApp {
     type ListStream =
         std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<Recipe, Status>> + Send>>;
+    type WatchStream = Self::ListStream;
+
+    async fn watch(
+        &self,
+        _request: Request<GetRecipe>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        Err(Status::unimplemented("watch"))
+    }
 
     async fn list(
         &self,

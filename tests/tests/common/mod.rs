@@ -2,6 +2,8 @@
 
 #![allow(dead_code, unused_imports)] // each test binary uses a different part of the harness
 
+pub mod upstream;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
