@@ -221,6 +221,17 @@ async fn the_first_failing_service_is_reported_through_every_hop() {
         "{users:#?}"
     );
 
+    // One stats_tags extractor per tag name: Envoy warned "Skipping duplicate tag" on every
+    // sidecar when meshkit's first metric was defined, with two extractors per name.
+    for service in ["frontend", "recipes", "users"] {
+        let log = std::fs::read_to_string(mesh.run_dir.join(format!("{service}.envoy.log")))
+            .expect("the sidecar's Envoy log");
+        assert!(
+            !log.contains("Skipping duplicate tag"),
+            "{service}: Envoy warned about duplicate tags"
+        );
+    }
+
     mesh.shutdown().await;
 }
 
