@@ -116,9 +116,8 @@ fn stats_tags_extract_the_error_labels() {
             "origin",
             "classification",
             "code",
-            "service",
-            "upstream"
-        ]
+        ],
+        "one extractor per tag name: Envoy skips (and warns about) a second one"
     );
 }
 
@@ -195,4 +194,56 @@ fn http2_apps_get_an_explicit_http2_cluster() {
         opts["explicit_http_config"]["http2_protocol_options"].is_object(),
         "{users_cluster}"
     );
+}
+
+/// Every plugin configuration in `mesh`'s bootstraps, as the filter parses it.
+fn plugin_configs(
+    mesh: &meshkit_sdk::model::Mesh,
+) -> Vec<meshkit_filter::core::config::PluginConfig> {
+    let mut configs = Vec::new();
+    for f in generate(mesh, &options(OutputFormat::Json)).unwrap() {
+        let b: Value = serde_json::from_str(&f.contents).unwrap();
+        for listener in ["inbound", "outbound"] {
+            let plugin = &hcm(&b, listener)["http_filters"][0]["typed_config"]["config"];
+            let text = plugin["configuration"]["value"].as_str().unwrap();
+            configs
+                .push(meshkit_filter::core::config::PluginConfig::parse(text.as_bytes()).unwrap());
+        }
+    }
+    configs
+}
+
+#[test]
+fn breakers_cause_table_and_retry_holds_follow_the_spec_and_the_filter_accepts_them() {
+    let spec = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../envoy/mesh.yaml"))
+        .unwrap()
+        .replace("timeout: 5s", "timeout: 15m")
+        .replace(
+            "timeout: 10s",
+            "timeout: 2h, circuit_breaker: { max_requests: 3000 }",
+        );
+    let mesh = meshkit_sdk::load_str(&spec, meshkit_sdk::Format::Yaml).unwrap();
+    let configs = plugin_configs(&mesh);
+    let frontend_out = &configs[1];
+    let route = &frontend_out.retries.routes["recipes/0"];
+    assert_eq!(
+        route.timeout_ms, 600_000,
+        "15m is capped at the longest hold"
+    );
+    assert_eq!(route.methods.first().map(String::as_str), Some("GET"));
+    let table = frontend_out.cause_table;
+    assert_eq!(table.max_age_ms, 600_000, "2h + 1s, capped");
+    assert_eq!(
+        table.buckets, 2048,
+        "4 × 3000 / 8, rounded up to a power of two"
+    );
+
+    // Every cluster has explicit thresholds, max_retries = max_requests by default.
+    let files = generate(&mesh, &options(OutputFormat::Json)).unwrap();
+    let b: Value = serde_json::from_str(&files[0].contents).unwrap();
+    for c in b["static_resources"]["clusters"].as_array().unwrap() {
+        let t = &c["circuit_breakers"]["thresholds"][0];
+        assert_eq!(t["max_retries"], t["max_requests"], "{c}");
+        assert!(t["max_connections"].as_u64().unwrap() >= 1024, "{c}");
+    }
 }

@@ -420,3 +420,47 @@ fn syntax_errors_are_reported() {
     };
     assert_eq!(p.len(), 1);
 }
+
+#[test]
+fn circuit_breaker_thresholds_are_checked_and_default_sensibly() {
+    let spec = VALID
+        .replace(
+            "app: { port: 8081 }",
+            "app: { port: 8081, circuit_breaker: { max_requests: 0 } }",
+        )
+        .replace(
+            "      - service: users\n",
+            "      - service: users\n        circuit_breaker: { max_connections: -1, max_retries: 2000000 }\n",
+        );
+    let all = problems(&spec);
+    assert_problem(
+        &all,
+        "services[0].app.circuit_breaker.max_requests",
+        "between 1 and 1000000, got 0",
+    );
+    assert_problem(
+        &all,
+        "services[0].upstreams[0].circuit_breaker.max_connections",
+        "got -1",
+    );
+    assert_problem(
+        &all,
+        "services[0].upstreams[0].circuit_breaker.max_retries",
+        "got 2000000",
+    );
+
+    let mesh = load_str(
+        &VALID.replace(
+            "      - service: users\n",
+            "      - service: users\n        circuit_breaker: { max_requests: 50 }\n",
+        ),
+        Format::Yaml,
+    )
+    .unwrap();
+    let b = mesh.services[0].upstreams[0].circuit_breaker;
+    assert_eq!(
+        (b.max_requests, b.max_retries, b.max_connections),
+        (50, 50, 1024),
+        "max_retries follows max_requests"
+    );
+}

@@ -10,10 +10,15 @@
 //! Entries are evicted by **age**, never by collision: an entry older than `max_age_ms` (the
 //! longest a request can live inside the service) is dead and makes room; only a bucket full of
 //! live entries evicts its oldest, which the caller counts ([`Remembered::Evicted`]). The
-//! inbound sidecar takes its entry out when it uses it. So memory is bounded by
-//! `buckets × WAYS × MAX_ENTRY_LEN`, and the table only loses a cause when more than `WAYS`
-//! failing requests in flight share a bucket: the SDK sizes it at four entries per request the
-//! sidecar's circuit breakers admit.
+//! inbound sidecar takes its entry out when the app answers with an error. Memory is bounded by
+//! `buckets × WAYS` entries of at most ~330 bytes (id ≤ 128, origin ≤ 63, code ≤ 64).
+//!
+//! A cause is needed only briefly (from the upstream failure until the app answers), so a live
+//! cause is among the youngest entries of its bucket, and evicting the oldest takes it only if
+//! `WAYS` newer entries land in its bucket before the app answers. Entries that nobody takes
+//! (the app recovered from the failure, or called without forwarding the request id) linger
+//! until they age out and make those evictions likelier under sustained partial failure; the
+//! SDK sizes the table at four entries per request the app's circuit breaker admits.
 //!
 //! A request id is chosen by callers and may be reused (a client retry, a fan-out with one id).
 //! An entry records when it was written, and a request only accepts entries written after it

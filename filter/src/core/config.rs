@@ -56,7 +56,7 @@ pub struct PluginConfig {
 }
 
 /// The shape of the cause table ([`super::cause_table`]). The SDK sizes it from the requests
-/// the sidecar's circuit breakers admit, and sets the age from the inbound route timeout.
+/// the app's circuit breaker admits, and sets the age from the inbound route timeout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CauseTableSettings {

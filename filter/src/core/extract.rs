@@ -139,11 +139,58 @@ struct ProblemCode<'a> {
     code: Option<CodeMember<'a>>,
 }
 
-#[derive(serde::Deserialize)]
-#[serde(untagged)]
+/// The `code` member: a string, or anything else (skipped without being built in memory).
 enum CodeMember<'a> {
-    Text(#[serde(borrow)] std::borrow::Cow<'a, str>),
-    Other(serde::de::IgnoredAny),
+    Text(std::borrow::Cow<'a, str>),
+    Other,
+}
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for CodeMember<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(CodeVisitor)
+    }
+}
+
+struct CodeVisitor;
+
+impl<'de> serde::de::Visitor<'de> for CodeVisitor {
+    type Value = CodeMember<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a code string")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(CodeMember::Text(std::borrow::Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(CodeMember::Text(std::borrow::Cow::Owned(v.to_string())))
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(CodeMember::Other)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(CodeMember::Other)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(CodeMember::Other)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(CodeMember::Other)
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(CodeMember::Other)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(CodeMember::Other)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map
+            .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+            .is_some()
+        {}
+        Ok(CodeMember::Other)
+    }
 }
 
 #[cfg(test)]
@@ -218,6 +265,8 @@ mod tests {
         );
         for bad in [
             &br#"{"code":5}"#[..],
+            br#"{"code":{"nested":[1,2,{"deep":"x"}]}}"#,
+            br#"{"code":[1,2]}"#,
             b"{not json",
             b"\xff\xfe",
             br#"{"code":"a b"}"#,

@@ -32,11 +32,12 @@ pub const ERROR_LABELS: [&str; 6] = [
 /// Retry metrics, one family per kind, labelled `service` and `upstream` (both bounded by the
 /// configuration): `meshkit.retry.<kind>.<service>.<upstream>`.
 pub const RETRY: &str = "meshkit.retry";
-pub const RETRY_KINDS: [&str; 5] = [
+pub const RETRY_KINDS: [&str; 6] = [
     "requests",
     "retries",
     "denied",
     "overflow",
+    "settle_failed",
     "budget_remaining",
 ];
 

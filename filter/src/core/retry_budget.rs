@@ -243,8 +243,9 @@ impl<const LEN: usize> Ring<LEN> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reservation {
     pub retries: u32,
-    /// The hold bucket it was charged to.
+    /// The hold bucket it was charged to, in the hold ring started at `epoch`.
     pub bucket: u64,
+    pub epoch: u64,
 }
 
 /// The shared state of one budget.
@@ -255,9 +256,12 @@ pub struct Window {
     spent: Ring<RING>,
     /// Retries held by requests in flight, by hold bucket of grant time.
     held: Ring<HOLD_BUCKETS>,
+    /// When the hold ring started: a reservation from an earlier ring is never released into
+    /// this one (its hold went with the old ring).
+    epoch: u64,
 }
 
-const ENCODED_LEN: usize = 8 * (3 * 2 + 2 * RING + HOLD_BUCKETS);
+const ENCODED_LEN: usize = 8 * (3 * 2 + 2 * RING + HOLD_BUCKETS + 1);
 
 impl Window {
     pub fn new(budget: &Budget, now_ms: u64) -> Window {
@@ -265,16 +269,23 @@ impl Window {
             deposits: Ring::new(budget.slot_ms, now_ms),
             spent: Ring::new(budget.slot_ms, now_ms),
             held: Ring::new(budget.hold_bucket_ms, now_ms),
+            epoch: now_ms,
         }
     }
 
-    /// Brings every ring to `now_ms`, starting over if the settings or the clock moved too far.
+    /// Brings every ring to `now_ms`. A changed ttl or a clock far behind starts the window
+    /// over; a changed hold length (a route timeout changed) only starts the holds over.
     fn advance(&mut self, budget: &Budget, now_ms: u64) {
         let ok = self.deposits.advance(budget.slot_ms, now_ms)
-            && self.spent.advance(budget.slot_ms, now_ms)
-            && self.held.advance(budget.hold_bucket_ms, now_ms);
+            && self.spent.advance(budget.slot_ms, now_ms);
         if !ok {
+            let epoch = self.epoch;
             *self = Window::new(budget, now_ms);
+            self.epoch = now_ms.max(epoch.saturating_add(1));
+        } else if !self.held.advance(budget.hold_bucket_ms, now_ms) {
+            self.held = Ring::new(budget.hold_bucket_ms, now_ms);
+            // Never the same epoch twice, even within one millisecond or after a clock step.
+            self.epoch = now_ms.max(self.epoch.saturating_add(1));
         }
     }
 
@@ -301,14 +312,18 @@ impl Window {
         let retries = self.affordable(budget).min(wanted);
         self.held
             .add(bucket, budget.withdraw.saturating_mul(i64::from(retries)));
-        Reservation { retries, bucket }
+        Reservation {
+            retries,
+            bucket,
+            epoch: self.epoch,
+        }
     }
 
     /// The request is done retrying: releases its hold (unless it already expired) and charges
     /// the `made` retries now, after they happened.
     pub fn settle(&mut self, budget: &Budget, now_ms: u64, reservation: Reservation, made: u32) {
         self.advance(budget, now_ms);
-        if self.held.contains(reservation.bucket) {
+        if reservation.epoch == self.epoch && self.held.contains(reservation.bucket) {
             let held = budget
                 .withdraw
                 .saturating_mul(i64::from(reservation.retries));
@@ -330,6 +345,7 @@ impl Window {
         self.deposits.encode(&mut out);
         self.spent.encode(&mut out);
         self.held.encode(&mut out);
+        out.extend_from_slice(&self.epoch.to_le_bytes());
         out
     }
 
@@ -345,6 +361,7 @@ impl Window {
             deposits: Ring::decode(&mut words)?,
             spent: Ring::decode(&mut words)?,
             held: Ring::decode(&mut words)?,
+            epoch: u64::from_le_bytes(words.next()?),
         })
     }
 
@@ -485,6 +502,42 @@ mod tests {
     }
 
     #[test]
+    fn a_hold_from_before_a_restart_is_never_released_into_the_new_window() {
+        let b = budget(1.0, 0, 10_000);
+        let mut w = Window::new(&b, 100_000);
+        deposit(&mut w, &b, 100_000, 4);
+        let r = w.grant(&b, 100_000, 4);
+        assert_eq!(r.retries, 4);
+        // The clock jumps back more than a window while the request is in flight.
+        deposit(&mut w, &b, 50_000, 2);
+        assert_eq!(w.available(&b, 50_000), 2, "fresh window");
+        w.settle(&b, 50_000, r, 0);
+        assert_eq!(
+            w.available(&b, 50_000),
+            2,
+            "the old hold does not inflate the new one"
+        );
+        // A changed route timeout starts only the holds over: deposits survive.
+        let longer = Budget::new(
+            &BudgetParams {
+                retry_ratio: 1.0,
+                min_retries_per_second: 0,
+                ttl_ms: 10_000,
+            },
+            60_000,
+        );
+        let r = w.grant(&b, 50_000, 1);
+        assert_eq!(r.retries, 1);
+        assert_eq!(
+            w.available(&longer, 50_000),
+            3,
+            "hold forgotten, deposits kept"
+        );
+        w.settle(&longer, 50_000, r, 0);
+        assert_eq!(w.available(&longer, 50_000), 3);
+    }
+
+    #[test]
     fn ttl_boundaries() {
         for (ttl, slot_ms) in [(1_000, 100), (60_000, 6_000)] {
             let b = budget(1.0, 0, ttl);
@@ -605,7 +658,7 @@ mod tests {
             0,
             Reservation {
                 retries: u32::MAX,
-                bucket: 0,
+                ..r
             },
             u32::MAX,
         );
@@ -648,8 +701,8 @@ mod tests {
     ) -> Run {
         #[derive(PartialEq, Eq, PartialOrd, Ord)]
         enum Event {
-            // (request, attempt number, retries left, reservation retries, bucket)
-            AttemptEnds(u64, u32, u32, u32, u64),
+            // (request, attempt number, retries left, reservation retries, bucket, epoch)
+            AttemptEnds(u64, u32, u32, u32, u64, u64),
             Arrives(u64),
         }
         let mut w = Window::new(b, 0);
@@ -666,21 +719,22 @@ mod tests {
                     let r = w.grant(b, now, wanted);
                     queue.push(Reverse((
                         now + latency_ms,
-                        Event::AttemptEnds(i, 0, r.retries, r.retries, r.bucket),
+                        Event::AttemptEnds(i, 0, r.retries, r.retries, r.bucket, r.epoch),
                     )));
                 }
-                Event::AttemptEnds(i, attempt, left, reserved, bucket) => {
+                Event::AttemptEnds(i, attempt, left, reserved, bucket, epoch) => {
                     let started = now - latency_ms;
                     if started >= fail_from_ms && left > 0 {
                         retries.push(now); // the retry starts as the failed attempt ends
                         queue.push(Reverse((
                             now + latency_ms,
-                            Event::AttemptEnds(i, attempt + 1, left - 1, reserved, bucket),
+                            Event::AttemptEnds(i, attempt + 1, left - 1, reserved, bucket, epoch),
                         )));
                     } else {
                         let reservation = Reservation {
                             retries: reserved,
                             bucket,
+                            epoch,
                         };
                         w.settle(b, now, reservation, attempt);
                     }

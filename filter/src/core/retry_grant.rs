@@ -121,6 +121,7 @@ impl RetryGrant {
             return;
         }
         let reservation = self.reservation.unwrap_or(Reservation {
+            epoch: u64::MAX,
             retries: 0,
             bucket: 0,
         });
@@ -131,7 +132,11 @@ impl RetryGrant {
             (Some(w.encode()), ())
         });
         if settled.is_none() {
-            host.debug(&format!("meshkit: could not settle retry budget {key}"));
+            // The hold stays until it expires, and the retries made are not charged: count it.
+            host.counter(
+                &metrics::retry_metric("settle_failed", service, &self.upstream),
+                1,
+            );
         }
     }
 

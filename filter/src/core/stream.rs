@@ -130,7 +130,7 @@ impl Stream {
         }
         let head = self.head(host, end_of_stream);
         if head.is_error {
-            self.origin = origin(host, head.status);
+            self.origin = origin(host);
         }
         // The router is done with this request: settle its retries now, not at the end of a
         // long stream.
@@ -314,7 +314,9 @@ impl Stream {
             }
         };
         if let Some(report) = self.finish(plugin, host, facts) {
-            // Response headers are gone by now; trailers are the place left.
+            // Trailers are the map this callback may write. (Response headers held for a
+            // problem+json body are not written from here: if Envoy refused, proxy-wasm would
+            // panic the VM. An HTTP/1 caller does not see trailers; the log and metrics do.)
             stamp(host, Map::ResponseTrailers, &report);
         }
         Action::Continue
@@ -524,15 +526,17 @@ impl Stream {
 }
 
 /// Where an error response came from: Envoy itself (and why), or the upstream.
-fn origin(host: &impl Host, status: u16) -> Origin {
+fn origin(host: &impl Host) -> Origin {
     let details = string_property(host, Property::ResponseCodeDetails);
     let flags = u64_property(host, Property::ResponseFlags).unwrap_or(0);
     let via_upstream = details.as_deref() == Some("via_upstream");
+    // Only called for errors (HTTP ≥ 400, or a gRPC status: Envoy's gRPC replies are 200).
+    // An error Envoy made for a reason meshkit has no name for is still the mesh's, never the
+    // app's (nor a remembered upstream cause's).
     let local_reply = match details {
-        Some(_) if !via_upstream => MeshCode::from_response_flags(flags)
-            // Envoy made an error reply for a reason meshkit has no name for: still the
-            // mesh's, never the app's (nor a remembered upstream cause's).
-            .or((status >= 400).then_some(MeshCode::LocalReply)),
+        Some(_) if !via_upstream => {
+            Some(MeshCode::from_response_flags(flags).unwrap_or(MeshCode::LocalReply))
+        }
         _ => None,
     };
     Origin {

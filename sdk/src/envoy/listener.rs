@@ -19,6 +19,7 @@ use envoy_types::pb::google::protobuf::{BoolValue, UInt32Value};
 use meshkit_filter::core::cause_table::{MAX_BUCKETS, MIN_BUCKETS, WAYS};
 use meshkit_filter::core::config::{CauseTableSettings, Direction, PluginConfig};
 use meshkit_filter::core::propagation;
+use meshkit_filter::core::retry_budget::MAX_HOLD_MS;
 use meshkit_filter::core::retry_control::{RetrySettings, RouteRetry};
 
 use super::access_log::stdout_json_access_log;
@@ -185,7 +186,9 @@ fn retry_settings(service: &Service) -> RetrySettings {
                         num_retries: retry.num_retries,
                         methods: retry.methods.clone(),
                         retry_on: retry.retry_on.clone(),
-                        timeout_ms: millis(r.timeout),
+                        // The filter holds retries at most this long (capped: a route
+                        // timeout may be longer than the longest hold).
+                        timeout_ms: millis(r.timeout).min(MAX_HOLD_MS),
                     },
                 );
             }
@@ -198,9 +201,9 @@ fn retry_settings(service: &Service) -> RetrySettings {
 }
 
 /// The cause table holds a cause from the app's failed upstream call until the app answers
-/// the request: at most one entry per request in flight into the app, so it gets four slots
-/// per request the app's circuit breaker admits, and entries live as long as the inbound
-/// route timeout allows a request to.
+/// the request with an error (or the entry ages out): the failing requests in flight into the
+/// app, so it gets four slots per request the app's circuit breaker admits (at most 65,536
+/// buckets), and entries live as long as the inbound route timeout lets a request live.
 fn cause_table(service: &Service) -> CauseTableSettings {
     let slots = u64::from(service.app.circuit_breaker.max_requests) * 4;
     let buckets = slots.div_ceil(WAYS as u64).next_power_of_two();
@@ -208,7 +211,9 @@ fn cause_table(service: &Service) -> CauseTableSettings {
         buckets: u32::try_from(buckets)
             .unwrap_or(MAX_BUCKETS)
             .clamp(MIN_BUCKETS, MAX_BUCKETS),
-        max_age_ms: millis(service.app.timeout).saturating_add(1_000),
+        max_age_ms: millis(service.app.timeout)
+            .saturating_add(1_000)
+            .min(MAX_HOLD_MS),
     }
 }
 

@@ -19,7 +19,7 @@ type Shared = Rc<MemStore>;
 
 struct FakeHost {
     maps: HashMap<Map, Vec<(String, Vec<u8>)>>,
-    /// Maps Envoy accepts writes to in the current callback.
+    /// Maps Envoy lends (for reads and writes) in the current callback.
     writable: Vec<Map>,
     properties: HashMap<Property, Vec<u8>>,
     body: Vec<u8>,
@@ -53,9 +53,13 @@ impl FakeHost {
         m.push((name.to_string(), value.as_bytes().to_vec()));
     }
 
+    /// What a map holds now (the test's view; the stream reads through `Host::header`).
     fn get(&self, map: Map, name: &str) -> Option<String> {
-        self.header(map, name)
-            .map(|v| String::from_utf8_lossy(&v).into_owned())
+        self.maps
+            .get(&map)?
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
     }
 
     fn log(&self, field: FilterField) -> Option<&str> {
@@ -83,6 +87,9 @@ impl CasStore for FakeHost {
 
 impl Host for FakeHost {
     fn header(&self, map: Map, name: &str) -> Option<Vec<u8>> {
+        // Envoy only lends a map during its callback (or while it is held); proxy-wasm panics
+        // on a read Envoy refuses, just as on a write.
+        assert!(self.writable.contains(&map), "read of {map:?} ({name}) now would panic the VM");
         self.maps
             .get(&map)?
             .iter()
@@ -634,6 +641,28 @@ fn an_unnamed_envoy_reply_on_inbound_is_the_meshs_not_a_remembered_cause() {
         Some("users:CM503001"),
         "kept as the cause"
     );
+}
+
+#[test]
+fn an_unnamed_envoy_grpc_reply_is_the_meshs() {
+    let store = Shared::default();
+    let p = inbound();
+    let mut run = Run::new(&p, &store, &[("content-type", "application/grpc")]);
+    run.request();
+    run.host.properties.insert(
+        Property::ResponseCodeDetails,
+        b"request_payload_too_large".to_vec(),
+    );
+    run.host.set_u64(Property::ResponseFlags, 0);
+    run.response(
+        200,
+        &[("content-type", "application/grpc"), ("grpc-status", "8")],
+        None,
+        true,
+    );
+    let host = run.log();
+    assert_eq!(host.log(FilterField::ErrorCode), Some("MESH_LOCAL_REPLY"));
+    assert_eq!(host.log(FilterField::ErrorSource), Some("local_reply"));
 }
 
 #[test]
