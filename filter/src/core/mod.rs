@@ -1,7 +1,8 @@
 //! The filter's logic, free of proxy-wasm: everything here is plain Rust over small host traits.
 //!
-//! Data flows one way: the host hands in what Envoy shows ([`headers::HeaderSource`]), the core
-//! decides, and the host writes the result back (filter state, headers).
+//! [`stream::Stream`] is one HTTP stream: the proxy-wasm glue forwards Envoy's callbacks to it,
+//! and it reads and writes through the small [`host::Host`] trait, so every per-request decision
+//! is unit-tested here without Envoy. The readers of header maps take a [`headers::HeaderSource`].
 
 pub mod access_log;
 pub mod catalog;

@@ -89,7 +89,10 @@ impl Host for FakeHost {
     fn header(&self, map: Map, name: &str) -> Option<Vec<u8>> {
         // Envoy only lends a map during its callback (or while it is held); proxy-wasm panics
         // on a read Envoy refuses, just as on a write.
-        assert!(self.writable.contains(&map), "read of {map:?} ({name}) now would panic the VM");
+        assert!(
+            self.writable.contains(&map),
+            "read of {map:?} ({name}) now would panic the VM"
+        );
         self.maps
             .get(&map)?
             .iter()
