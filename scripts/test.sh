@@ -20,7 +20,7 @@ say "cargo fmt --check"
 cargo fmt --all -- --check
 say "cargo clippy (native, and the filter for wasm32-wasip1)"
 cargo clippy --locked --workspace --all-targets -- -D warnings
-cargo clippy --locked -p meshkit-filter --target wasm32-wasip1 -- -D warnings
+cargo clippy --locked -p meshkit-filter -p noop-filter --target wasm32-wasip1 -- -D warnings
 
 say "filter core tests on wasm32 (wasm-bindgen-test, node)"
 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="$PWD/.tools/bin/wasm-bindgen-test-runner" \
@@ -30,3 +30,10 @@ say "unit and CLI tests"
 cargo test --locked --workspace --exclude meshkit-tests
 say "integration tests against real Envoy (measured figures are printed)"
 cargo test --locked -p meshkit-tests -- --nocapture
+
+# The benchmark in its short mode (debug build, one quick round: proves it runs, so it cannot
+# rot; its figures mean nothing here). scripts/bench.sh runs the real thing.
+say "benchmark, short mode"
+cargo build --release --locked --target wasm32-wasip1 -p noop-filter
+cargo build --locked -p meshkit-bench
+target/debug/meshkit-bench --short

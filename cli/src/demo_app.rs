@@ -76,6 +76,8 @@ impl DemoApp {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 };
+                // Answers go out at once (no Nagle delay waiting for the sidecar's ACK).
+                let _ = stream.set_nodelay(true);
                 let config = config.clone();
                 connections.spawn(async move {
                     let service = service_fn(move |req| handle(config.clone(), req));

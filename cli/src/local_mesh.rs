@@ -65,6 +65,7 @@ impl LocalMesh {
             &RenderOptions {
                 wasm_path: wasm.display().to_string(),
                 format: OutputFormat::Json,
+                bare: false,
             },
         )?;
         write_files(&options.run_dir, &files)?;
@@ -89,6 +90,7 @@ impl LocalMesh {
                 base_id: u32::from(service.sidecar.admin_port),
                 concurrency: options.concurrency,
                 log_path: options.run_dir.join(format!("{}.envoy.log", service.name)),
+                discard_access_log: false,
             };
             let envoy = EnvoyProcess::spawn(&service.name, admin, &cmd, access_log.clone());
             match envoy {

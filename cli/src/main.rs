@@ -159,6 +159,7 @@ async fn run(command: Command) -> Result<(), Failure> {
                 &RenderOptions {
                     wasm_path: wasm,
                     format,
+                    bare: false,
                 },
             )
             .map_err(|e| Failure(1, e.into()))?;
@@ -299,6 +300,7 @@ async fn check(spec: &Path) -> Result<(), Failure> {
         &RenderOptions {
             wasm_path: wasm.display().to_string(),
             format: OutputFormat::Json,
+            bare: false,
         },
     )
     .map_err(|e| Failure(1, e.into()))?;

@@ -27,6 +27,9 @@ pub struct EnvoyCommand {
     pub concurrency: u32,
     /// Envoy's own log (stderr).
     pub log_path: PathBuf,
+    /// Send the access log (stdout) nowhere instead of to the [`AccessLog`] (benchmarks:
+    /// Envoy still formats every line, nothing reads it).
+    pub discard_access_log: bool,
 }
 
 pub struct EnvoyProcess {
@@ -56,7 +59,11 @@ impl EnvoyProcess {
             // Access log lines reach stdout within 100 ms instead of Envoy's 10 s default.
             .args(["--file-flush-interval-msec", "100"])
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
+            .stdout(if cmd.discard_access_log {
+                Stdio::null()
+            } else {
+                Stdio::piped()
+            })
             .stderr(Stdio::from(stderr))
             .kill_on_drop(true);
         // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
@@ -86,6 +93,11 @@ impl EnvoyProcess {
             log_path: cmd.log_path.clone(),
             child,
         })
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
     }
 
     /// Polls the admin `/ready` endpoint until it answers 200, failing early (with the tail of

@@ -17,6 +17,9 @@ pub enum OutputFormat {
 pub struct RenderOptions {
     pub wasm_path: String,
     pub format: OutputFormat,
+    /// Leave the meshkit filter out of every listener: the same config as bare Envoy, the
+    /// benchmark's baseline. Never for a real mesh.
+    pub bare: bool,
 }
 
 /// One rendered file, named relative to the output directory.
@@ -30,7 +33,7 @@ pub struct GeneratedFile {
 /// Renders every sidecar's bootstrap, in spec order. All or nothing: an error leaves no file.
 pub fn generate(mesh: &Mesh, options: &RenderOptions) -> Result<Vec<GeneratedFile>, RenderError> {
     let bootstrap_options = BootstrapOptions {
-        wasm_path: options.wasm_path.clone(),
+        wasm_path: (!options.bare).then(|| options.wasm_path.clone()),
     };
     mesh.services
         .iter()

@@ -17,6 +17,7 @@ fn options(format: OutputFormat) -> RenderOptions {
     RenderOptions {
         wasm_path: "/opt/meshkit/meshkit_filter.wasm".into(),
         format,
+        bare: false,
     }
 }
 
@@ -91,11 +92,31 @@ fn both_listeners_run_meshkit_before_the_router_and_log_json() {
         let log = &hcm["access_log"][0];
         assert_eq!(log["name"], "envoy.access_loggers.stdout");
         let format = &log["typed_config"]["log_format"]["json_format"];
+        // Constants of the listener, in the format: no request pays to write them.
+        assert_eq!(format["service.name"], "recipes");
+        assert_eq!(format["meshkit.direction"], direction);
         assert_eq!(
-            format["service.name"],
-            "%FILTER_STATE(wasm.meshkit.service:PLAIN)%"
+            format["meshkit.error.code"],
+            "%FILTER_STATE(wasm.meshkit.error.code:PLAIN)%"
         );
         assert_eq!(format["meshkit.schema_version"], 1.0);
+
+        // meshkit's headers are stripped natively: from requests on both listeners, and from
+        // the app's responses on the inbound one (upstream sidecars' stamps must pass outbound).
+        let vhost = &hcm["route_config"]["virtual_hosts"][0];
+        let meshkit: Vec<Value> = meshkit_filter::core::propagation::ALL
+            .iter()
+            .map(|h| Value::from(*h))
+            .collect();
+        assert_eq!(
+            vhost["request_headers_to_remove"],
+            Value::from(meshkit.clone())
+        );
+        if direction == "inbound" {
+            assert_eq!(vhost["response_headers_to_remove"], Value::from(meshkit));
+        } else {
+            assert!(vhost["response_headers_to_remove"].is_null());
+        }
     }
 }
 

@@ -51,6 +51,7 @@ fn envoy_validate_catches_a_broken_config() {
         &RenderOptions {
             wasm_path: "x.wasm".into(),
             format: OutputFormat::Json,
+            bare: false,
         },
     )
     .unwrap();
@@ -73,6 +74,7 @@ fn checked_in_example_config_is_current() {
         &RenderOptions {
             wasm_path: WASM_RELATIVE.into(),
             format: OutputFormat::Json,
+            bare: false,
         },
     )
     .unwrap();
@@ -148,6 +150,7 @@ async fn a_bad_plugin_configuration_stops_the_plugin_with_the_field_named() {
             base_id: u32::from(users.sidecar.admin_port),
             concurrency: 1,
             log_path: dir.join("envoy.log"),
+            discard_access_log: false,
         };
         let mut envoy =
             EnvoyProcess::spawn("users", admin, &cmd, Arc::new(AccessLog::new(false))).unwrap();

@@ -5,7 +5,6 @@
 //! is the contract between this filter and the SDK that generates the log format: both sides
 //! use the same enum, so a field cannot be written under one name and read under another.
 
-use super::config::PluginConfig;
 use super::headers::HeaderSource;
 use super::report::ErrorReport;
 use super::trace_context::parse_traceparent;
@@ -13,8 +12,6 @@ use super::trace_context::parse_traceparent;
 /// A field the filter writes into filter state for the access log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FilterField {
-    Service,
-    Direction,
     TraceId,
     SpanId,
     ErrorCode,
@@ -28,9 +25,7 @@ pub enum FilterField {
 }
 
 impl FilterField {
-    pub const ALL: [FilterField; 12] = [
-        FilterField::Service,
-        FilterField::Direction,
+    pub const ALL: [FilterField; 10] = [
         FilterField::TraceId,
         FilterField::SpanId,
         FilterField::ErrorCode,
@@ -47,8 +42,6 @@ impl FilterField {
     /// exposes it as `wasm.<property>`).
     pub fn property(self) -> &'static str {
         match self {
-            FilterField::Service => "meshkit.service",
-            FilterField::Direction => "meshkit.direction",
             FilterField::TraceId => "meshkit.trace_id",
             FilterField::SpanId => "meshkit.span_id",
             FilterField::ErrorCode => "meshkit.error.code",
@@ -65,8 +58,6 @@ impl FilterField {
     /// The key in the JSON access log record (OpenTelemetry semantic-convention names).
     pub fn log_key(self) -> &'static str {
         match self {
-            FilterField::Service => "service.name",
-            FilterField::Direction => "meshkit.direction",
             FilterField::TraceId => "trace_id",
             FilterField::SpanId => "span_id",
             // The error fields are meshkit's own; the filter-state name is the log key.
@@ -75,27 +66,20 @@ impl FilterField {
     }
 }
 
-/// The fields known once the request headers arrived. The trace fields are present only when
-/// the request carries a valid `traceparent`; `span_id` is the caller's span (the parent-id).
-pub fn request_fields(
-    config: &PluginConfig,
-    request: &impl HeaderSource,
-) -> Vec<(FilterField, String)> {
-    let mut fields = vec![
-        (FilterField::Service, config.service.clone()),
-        (
-            FilterField::Direction,
-            config.direction.as_str().to_string(),
-        ),
-    ];
-    if let Some(tc) = request
+/// The trace fields, present only when the request carries a valid `traceparent`; `span_id`
+/// is the caller's span (the parent-id). (Service and direction are constants of the listener's
+/// log format, written by the generator: no request pays for them.)
+pub fn trace_fields(request: &impl HeaderSource) -> Vec<(FilterField, String)> {
+    match request
         .header("traceparent")
         .and_then(|v| parse_traceparent(&v))
     {
-        fields.push((FilterField::TraceId, tc.trace_id));
-        fields.push((FilterField::SpanId, tc.parent_span_id));
+        Some(tc) => vec![
+            (FilterField::TraceId, tc.trace_id),
+            (FilterField::SpanId, tc.parent_span_id),
+        ],
+        None => Vec::new(),
     }
-    fields
 }
 
 /// The fields describing the error reported for a response.
@@ -121,33 +105,13 @@ pub fn error_fields(report: &ErrorReport) -> Vec<(FilterField, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::config::Direction;
     use crate::core::headers::StaticHeaders;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
-    fn config() -> PluginConfig {
-        PluginConfig {
-            service: "recipes".into(),
-            direction: Direction::Inbound,
-            local_replies: Default::default(),
-            errors: Default::default(),
-            retries: Default::default(),
-            retry_layers: Default::default(),
-            cause_table: Default::default(),
-        }
-    }
-
     #[test]
-    fn always_names_service_and_direction() {
-        let fields = request_fields(&config(), &StaticHeaders::default());
-        assert_eq!(
-            fields,
-            vec![
-                (FilterField::Service, "recipes".to_string()),
-                (FilterField::Direction, "inbound".to_string()),
-            ]
-        );
+    fn nothing_without_a_traceparent() {
+        assert_eq!(trace_fields(&StaticHeaders::default()), vec![]);
     }
 
     #[test]
@@ -156,7 +120,7 @@ mod tests {
             "traceparent",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
         );
-        let fields = request_fields(&config(), &h);
+        let fields = trace_fields(&h);
         assert!(fields.contains(&(
             FilterField::TraceId,
             "4bf92f3577b34da6a3ce929d0e0e4736".to_string()
@@ -167,7 +131,7 @@ mod tests {
     #[test]
     fn ignores_a_malformed_traceparent() {
         let h = StaticHeaders::default().with("traceparent", vec![0xffu8; 4096]);
-        assert_eq!(request_fields(&config(), &h).len(), 2);
+        assert!(trace_fields(&h).is_empty());
     }
 
     #[test]

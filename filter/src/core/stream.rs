@@ -59,6 +59,9 @@ pub fn is_grpc(content_type: &[u8]) -> bool {
 struct ResponseHead {
     status: u16,
     is_error: bool,
+    /// `content-type` is gRPC. For a reply Envoy made itself this also says the caller speaks
+    /// gRPC: Envoy answers gRPC requests in gRPC.
+    grpc: bool,
     /// A gRPC response whose status comes in trailers.
     status_in_trailers: bool,
 }
@@ -74,11 +77,11 @@ struct Origin {
 
 #[derive(Debug, Default)]
 pub struct Stream {
+    /// `x-request-id`. Read with the request headers: Envoy's `request.*` properties are not
+    /// available in response callbacks (only in the request callback and `on_log`).
     request_id: Option<Vec<u8>>,
     /// When the request arrived (inbound only): older causes are another request's.
     arrived_ms: u64,
-    /// The caller speaks gRPC: errors are reported as gRPC statuses, not problem+json.
-    grpc_caller: bool,
     pending: Option<Pending>,
     /// Outbound: this request's retries.
     retry: Option<RetryGrant>,
@@ -94,18 +97,13 @@ impl Stream {
         Stream::default()
     }
 
+    /// Every hostcall here is paid by every request: the request id (for the cause chain) and
+    /// the trace context (for the log) are read, and, outbound, what the retry grant needs.
+    /// meshkit's own request headers are stripped by the generated route config, natively.
     pub fn on_request_headers(&mut self, plugin: &Plugin, host: &mut impl Host) -> Action {
         let config = &plugin.config;
-        // meshkit's headers only ever come from meshkit: nobody can send us an origin.
-        for name in propagation::ALL {
-            host.remove_header(Map::RequestHeaders, name);
-        }
         self.request_id = host.header(Map::RequestHeaders, "x-request-id");
-        self.grpc_caller = host
-            .header(Map::RequestHeaders, "content-type")
-            .is_some_and(|ct| is_grpc(&ct));
-        let request = RequestHeaders(host);
-        for (field, value) in access_log::request_fields(config, &request) {
+        for (field, value) in access_log::trace_fields(&RequestHeaders(host)) {
             host.set_log_field(field, &value);
         }
         match config.direction {
@@ -122,12 +120,7 @@ impl Stream {
         end_of_stream: bool,
     ) -> Action {
         let config = &plugin.config;
-        if config.direction == Direction::Inbound {
-            // The app cannot speak for the mesh either: only this sidecar stamps.
-            for name in propagation::ALL {
-                host.remove_header(Map::ResponseHeaders, name);
-            }
-        }
+        // (Inbound, the app's own x-meshkit-* were stripped by the route config already.)
         let head = self.head(host, end_of_stream);
         if head.is_error {
             self.origin = origin(host);
@@ -146,7 +139,7 @@ impl Stream {
             };
             let report = self.finish(plugin, host, facts);
             if let Some(report) = report {
-                self.rewrite_local_reply(plugin, host, report, head.status, end_of_stream);
+                self.rewrite_local_reply(plugin, host, report, &head, end_of_stream);
             }
             return Action::Continue;
         }
@@ -360,29 +353,41 @@ impl Stream {
             .header(Map::ResponseHeaders, ":status")
             .and_then(|s| std::str::from_utf8(&s).ok()?.parse::<u16>().ok())
             .unwrap_or(0);
-        let grpc_status = host.header(Map::ResponseHeaders, "grpc-status");
-        let grpc_response = host
+        let grpc = host
             .header(Map::ResponseHeaders, "content-type")
             .is_some_and(|ct| is_grpc(&ct));
+        // Only a gRPC response carries grpc-status: other responses skip the read.
+        let grpc_status = grpc
+            .then(|| host.header(Map::ResponseHeaders, "grpc-status"))
+            .flatten();
         ResponseHead {
             status,
             is_error: status >= 400 || grpc_status.as_deref().is_some_and(|s| s != b"0"),
-            status_in_trailers: grpc_response && grpc_status.is_none() && !end_of_stream,
+            grpc,
+            status_in_trailers: grpc && grpc_status.is_none() && !end_of_stream,
         }
     }
 
     /// The facts common to every response of this stream. An inbound error takes its
     /// request's remembered upstream failure out of the cause table.
-    fn facts(&self, plugin: &Plugin, host: &mut impl Host, is_error: bool) -> ResponseFacts {
+    fn facts(&mut self, plugin: &Plugin, host: &mut impl Host, is_error: bool) -> ResponseFacts {
         let config = &plugin.config;
-        let upstream = match config.direction {
-            Direction::Outbound => string_property(host, Property::ClusterName),
-            Direction::Inbound => None,
+        // Only an error is reported, so only an error needs the upstream's name: from the
+        // route's retry settings when it has them, else from the cluster the router used.
+        let upstream = match (config.direction, is_error) {
+            (Direction::Outbound, true) => self
+                .retry
+                .as_ref()
+                .map(|g| g.upstream.clone())
+                .or_else(|| string_property(host, Property::ClusterName)),
+            _ => None,
         };
-        let remembered = match (config.direction, is_error, &self.request_id) {
-            (Direction::Inbound, true, Some(id)) => {
+        let remembered = match (config.direction, is_error) {
+            (Direction::Inbound, true) => {
+                let arrived = self.arrived_ms;
                 let now = host.now_ms();
-                plugin.causes.take(host, now, id, self.arrived_ms)
+                let id = self.request_id.as_deref();
+                id.and_then(|id| plugin.causes.take(host, now, id, arrived))
             }
             _ => None,
         };
@@ -439,9 +444,15 @@ impl Stream {
         }
     }
 
-    fn record(&self, plugin: &Plugin, host: &mut impl Host, report: &ErrorReport, upstream: &str) {
+    fn record(
+        &mut self,
+        plugin: &Plugin,
+        host: &mut impl Host,
+        report: &ErrorReport,
+        upstream: &str,
+    ) {
         let config = &plugin.config;
-        if config.direction == Direction::Outbound {
+        if config.direction == Direction::Outbound && report.code.is_some() {
             if let (Some(code), Some(id)) = (&report.code, &self.request_id) {
                 let cause = Cause {
                     origin: report.origin.clone(),
@@ -498,7 +509,7 @@ impl Stream {
         plugin: &Plugin,
         host: &mut impl Host,
         report: ErrorReport,
-        status: u16,
+        head: &ResponseHead,
         end_of_stream: bool,
     ) {
         let mode = plugin.config.local_replies;
@@ -509,7 +520,7 @@ impl Stream {
         if mode != LocalReplies::HeadersAndBody {
             return;
         }
-        if self.grpc_caller {
+        if head.grpc {
             for (name, value) in local_reply::grpc_headers(&report, &plugin.catalog) {
                 host.set_header(Map::ResponseHeaders, name, &value);
             }
@@ -520,7 +531,7 @@ impl Stream {
                 "application/problem+json",
             );
             host.remove_header(Map::ResponseHeaders, "content-length");
-            self.pending = Some(Pending::ReplaceBody(report, status));
+            self.pending = Some(Pending::ReplaceBody(report, head.status));
         }
     }
 }

@@ -13,12 +13,16 @@ use crate::core::metrics::CardinalityCap;
 struct VmMetrics {
     cap: CardinalityCap,
     ids: HashMap<String, u32>,
+    /// The value each gauge was last set to by this VM: an unchanged value costs no hostcall.
+    /// (With several workers the gauge shows the latest change any of them saw.)
+    gauges: HashMap<u32, u64>,
 }
 
 thread_local! {
     static VM: RefCell<VmMetrics> = RefCell::new(VmMetrics {
         cap: CardinalityCap::new(0),
         ids: HashMap::new(),
+        gauges: HashMap::new(),
     });
 }
 
@@ -62,6 +66,9 @@ pub fn add(name: &str, n: u64) {
 
 pub fn gauge(name: &str, value: u64) {
     if let Some(id) = id(MetricType::Gauge, name) {
-        let _ = hostcalls::record_metric(id, value);
+        let changed = VM.with(|vm| vm.borrow_mut().gauges.insert(id, value) != Some(value));
+        if changed {
+            let _ = hostcalls::record_metric(id, value);
+        }
     }
 }

@@ -15,6 +15,7 @@ use envoy_types::pb::envoy::extensions::access_loggers::stream::v3::{
 };
 use envoy_types::pb::google::protobuf::{value, Struct, Value};
 use meshkit_filter::core::access_log::FilterField;
+use meshkit_filter::core::config::Direction;
 
 use super::any::pack;
 
@@ -29,6 +30,16 @@ pub enum Source {
     Filter(FilterField),
     /// The same number on every line.
     Constant(u32),
+    /// The same on every line of one listener, written into its log format by the generator
+    /// (not set per request: every filter-state write is paid on every request).
+    Listener(ListenerValue),
+}
+
+/// What the generator knows about a listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenerValue {
+    Service,
+    Direction,
 }
 
 /// The schema, in the order it is documented.
@@ -38,8 +49,11 @@ pub const FIELDS: &[(&str, Source)] = &[
         Source::Envoy("%START_TIME(%Y-%m-%dT%H:%M:%S.%3fZ)%"),
     ),
     ("meshkit.schema_version", Source::Constant(SCHEMA_VERSION)),
-    ("service.name", Source::Filter(FilterField::Service)),
-    ("meshkit.direction", Source::Filter(FilterField::Direction)),
+    ("service.name", Source::Listener(ListenerValue::Service)),
+    (
+        "meshkit.direction",
+        Source::Listener(ListenerValue::Direction),
+    ),
     ("request_id", Source::Envoy("%REQ(X-REQUEST-ID)%")),
     ("trace_id", Source::Filter(FilterField::TraceId)),
     ("span_id", Source::Filter(FilterField::SpanId)),
@@ -113,11 +127,18 @@ pub const FIELDS: &[(&str, Source)] = &[
     ),
 ];
 
-/// The stdout access log with the JSON format above.
-pub fn stdout_json_access_log() -> AccessLog {
+/// The stdout access log with the JSON format above, for `service`'s `direction` listener.
+pub fn stdout_json_access_log(service: &str, direction: Direction) -> AccessLog {
     let fields = FIELDS
         .iter()
-        .map(|(key, source)| ((*key).to_string(), field_value(*source)))
+        .map(|(key, source)| {
+            let value = match source {
+                Source::Listener(ListenerValue::Service) => string(service),
+                Source::Listener(ListenerValue::Direction) => string(direction.as_str()),
+                other => field_value(*other),
+            };
+            ((*key).to_string(), value)
+        })
         .collect();
     let format = SubstitutionFormatString {
         format: Some(substitution_format_string::Format::JsonFormat(Struct {
@@ -136,14 +157,25 @@ pub fn stdout_json_access_log() -> AccessLog {
 }
 
 fn field_value(source: Source) -> Value {
-    let kind = match source {
-        Source::Envoy(command) => value::Kind::StringValue(command.into()),
+    match source {
+        Source::Envoy(command) => string(command),
         Source::Filter(field) => {
-            value::Kind::StringValue(format!("%FILTER_STATE(wasm.{}:PLAIN)%", field.property()))
+            string(&format!("%FILTER_STATE(wasm.{}:PLAIN)%", field.property()))
         }
-        Source::Constant(n) => value::Kind::NumberValue(f64::from(n)),
-    };
-    Value { kind: Some(kind) }
+        Source::Constant(n) => Value {
+            kind: Some(value::Kind::NumberValue(f64::from(n))),
+        },
+        // Filled in per listener by `stdout_json_access_log`.
+        Source::Listener(_) => string("-"),
+    }
+}
+
+/// A string in the format. Envoy reads `%…%` in it as a command; service names and
+/// directions (`[a-z0-9-]`) never contain `%`.
+fn string(s: &str) -> Value {
+    Value {
+        kind: Some(value::Kind::StringValue(s.into())),
+    }
 }
 
 #[cfg(test)]

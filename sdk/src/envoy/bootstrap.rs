@@ -14,7 +14,8 @@ use crate::model::{Mesh, Service};
 pub struct BootstrapOptions {
     /// Path of `meshkit_filter.wasm` as Envoy will see it (absolute, or relative to Envoy's
     /// working directory).
-    pub wasm_path: String,
+    /// `None`: no meshkit filter (bare Envoy, for benchmarks).
+    pub wasm_path: Option<String>,
 }
 
 /// The bootstrap of `service`'s sidecar: admin on loopback, inbound and outbound listeners,
@@ -51,8 +52,8 @@ pub fn bootstrap(mesh: &Mesh, service: &Service, options: &BootstrapOptions) -> 
         }),
         static_resources: Some(bootstrap::StaticResources {
             listeners: vec![
-                listener::inbound(mesh, service, &options.wasm_path),
-                listener::outbound(mesh, service, &options.wasm_path),
+                listener::inbound(mesh, service, options.wasm_path.as_deref()),
+                listener::outbound(mesh, service, options.wasm_path.as_deref()),
             ],
             clusters,
             ..Default::default()

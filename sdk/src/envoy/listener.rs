@@ -28,7 +28,7 @@ use super::cluster::{socket, LOCAL_APP_CLUSTER};
 use super::wasm_filter::meshkit_http_filter;
 use crate::model::{Mesh, PathMatch, RetryPolicy, Route, Service};
 
-pub fn inbound(mesh: &Mesh, service: &Service, wasm_path: &str) -> Listener {
+pub fn inbound(mesh: &Mesh, service: &Service, wasm_path: Option<&str>) -> Listener {
     let route = EnvoyRoute {
         r#match: Some(path_match(&PathMatch::Prefix("/".into()))),
         action: Some(route::Action::Route(RouteAction {
@@ -44,6 +44,10 @@ pub fn inbound(mesh: &Mesh, service: &Service, wasm_path: &str) -> Listener {
         name: "local_app".into(),
         domains: vec!["*".into()],
         routes: vec![route],
+        // meshkit's headers only ever come from meshkit: Envoy strips them from what callers
+        // send and from what the app answers (before the filter stamps its own), natively.
+        request_headers_to_remove: meshkit_headers(),
+        response_headers_to_remove: meshkit_headers(),
         ..Default::default()
     };
     listener(
@@ -57,7 +61,7 @@ pub fn inbound(mesh: &Mesh, service: &Service, wasm_path: &str) -> Listener {
     )
 }
 
-pub fn outbound(mesh: &Mesh, service: &Service, wasm_path: &str) -> Listener {
+pub fn outbound(mesh: &Mesh, service: &Service, wasm_path: Option<&str>) -> Listener {
     let routes = service
         .upstreams
         .iter()
@@ -84,6 +88,9 @@ pub fn outbound(mesh: &Mesh, service: &Service, wasm_path: &str) -> Listener {
         routes,
         // Lets callers (and the meshkit filter) see how many attempts the router made.
         include_attempt_count_in_response: true,
+        // The app cannot speak for the mesh: its x-meshkit-* never reach an upstream. (What
+        // upstream sidecars stamp on responses is kept: that is how errors propagate.)
+        request_headers_to_remove: meshkit_headers(),
         ..Default::default()
     };
     listener(
@@ -104,7 +111,7 @@ fn listener(
     host: &str,
     port: u16,
     vhost: VirtualHost,
-    wasm_path: &str,
+    wasm_path: Option<&str>,
 ) -> Listener {
     let name = direction.as_str();
     let plugin = PluginConfig {
@@ -129,8 +136,12 @@ fn listener(
                 ..Default::default()
             },
         )),
-        http_filters: vec![meshkit_http_filter(&plugin, wasm_path), router()],
-        access_log: vec![stdout_json_access_log()],
+        http_filters: wasm_path
+            .map(|path| meshkit_http_filter(&plugin, path))
+            .into_iter()
+            .chain([router()])
+            .collect(),
+        access_log: vec![stdout_json_access_log(&service.name, direction)],
         // Every peer is treated as external: Envoy strips x-envoy-* request headers (nobody
         // outside the sidecar can set retry counts) ...
         use_remote_address: Some(BoolValue { value: true }),
@@ -150,6 +161,10 @@ fn listener(
         }],
         ..Default::default()
     }
+}
+
+fn meshkit_headers() -> Vec<String> {
+    propagation::ALL.iter().map(|h| h.to_string()).collect()
 }
 
 fn router() -> HttpFilter {

@@ -29,6 +29,7 @@ pub fn render(mesh: &Mesh, format: OutputFormat) -> Vec<GeneratedFile> {
     let options = RenderOptions {
         wasm_path: wasm.display().to_string(),
         format,
+        bare: false,
     };
     generate(mesh, &options).expect("render the mesh")
 }

@@ -22,6 +22,8 @@ struct FakeHost {
     /// Maps Envoy lends (for reads and writes) in the current callback.
     writable: Vec<Map>,
     properties: HashMap<Property, Vec<u8>>,
+    /// Property reads so far (each one a hostcall in Envoy).
+    property_reads: std::cell::Cell<usize>,
     body: Vec<u8>,
     log: BTreeMap<&'static str, String>,
     now: u64,
@@ -37,6 +39,7 @@ impl FakeHost {
             maps: HashMap::new(),
             writable: Vec::new(),
             properties: HashMap::new(),
+            property_reads: std::cell::Cell::new(0),
             body: Vec::new(),
             log: BTreeMap::new(),
             now: 1_000_000,
@@ -116,6 +119,7 @@ impl Host for FakeHost {
         }
     }
     fn property(&self, property: Property) -> Option<Vec<u8>> {
+        self.property_reads.set(self.property_reads.get() + 1);
         self.properties.get(&property).cloned()
     }
     fn response_body(&self, len: usize) -> Vec<u8> {
@@ -669,20 +673,33 @@ fn an_unnamed_envoy_grpc_reply_is_the_meshs() {
 }
 
 #[test]
-fn the_app_cannot_stamp_meshkit_headers() {
+fn the_app_cannot_stamp_meshkit_trailers() {
+    // (Request and response headers are stripped by the generated route config, natively.)
     let store = Shared::default();
     let p = inbound();
-    let mut run = Run::new(&p, &store, &[("x-meshkit-error-origin", "forged")]);
+    let mut run = Run::new(&p, &store, &[("content-type", "application/grpc")]);
     run.request();
+    run.upstream_response(200, &[("content-type", "application/grpc")], None, false);
+    run.trailers(&[("grpc-status", "0"), ("x-meshkit-error-origin", "forged")]);
     assert_eq!(
-        run.host.get(Map::RequestHeaders, "x-meshkit-error-origin"),
+        run.host
+            .get(Map::ResponseTrailers, "x-meshkit-error-origin"),
         None
     );
-    run.upstream_response(200, &[("x-meshkit-error-code", "FORGED")], None, true);
-    assert_eq!(
-        run.host.get(Map::ResponseHeaders, "x-meshkit-error-code"),
-        None
-    );
+}
+
+#[test]
+fn a_success_reads_no_property_and_touches_no_shared_data() {
+    let store = Shared::default();
+    let p = inbound();
+    let mut run = Run::new(&p, &store, &[]);
+    run.request();
+    run.upstream_response(200, &[("content-type", "text/plain")], None, true);
+    let host = run.log();
+    assert_eq!(host.property_reads.get(), 0);
+    assert!(store.data.borrow().is_empty());
+    assert!(host.log.is_empty(), "{:?}", host.log);
+    assert!(host.counters.is_empty());
 }
 
 #[test]

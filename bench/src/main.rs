@@ -1,0 +1,263 @@
+//! `meshkit-bench`: what meshkit costs per request on real Envoy, next to bare Envoy and a
+//! no-op Wasm filter, interleaved in one run. Prints a table; asserts nothing (figures depend
+//! on the machine; judge by CPU per request). `scripts/bench.sh` builds what it needs and runs
+//! it; CI runs it in `--short` mode so it cannot rot.
+
+mod generate_time;
+mod load;
+mod pair;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+use load::Target;
+use pair::{Filter, Pair};
+
+#[derive(Parser, Debug)]
+#[command(about = "meshkit's per-request cost next to bare Envoy and a no-op Wasm filter")]
+struct Args {
+    /// Rounds; every variant runs once per round, interleaved.
+    #[arg(long, default_value_t = 4)]
+    rounds: usize,
+    /// Seconds at a fixed offered rate per variant per round: CPU per request and p50/p99
+    /// latency, every variant under the same load (so the same batching per wakeup).
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// The fixed offered rate, requests per second (below the slowest variant's maximum).
+    #[arg(long, default_value_t = 2000.0)]
+    rate: f64,
+    /// Seconds of closed-loop load per variant per round: the most req/s.
+    #[arg(long, default_value_t = 2.0)]
+    max_seconds: f64,
+    /// Keep-alive connections.
+    #[arg(long, default_value_t = 16)]
+    connections: usize,
+    /// Envoy worker counts to compare, e.g. `1,2`.
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    concurrency: Vec<u32>,
+    /// Services in the spec `meshkit generate` is timed on.
+    #[arg(long, default_value_t = 1000)]
+    services: usize,
+    /// A quick run that only proves the benchmark works (CI).
+    #[arg(long)]
+    short: bool,
+    /// The no-op filter (built by scripts/bench.sh).
+    #[arg(long, default_value = "target/wasm32-wasip1/release/noop_filter.wasm")]
+    noop_wasm: PathBuf,
+    #[arg(long, default_value = ".meshkit/bench")]
+    run_dir: PathBuf,
+    /// Another build of the filter (e.g. main's, before a change) to run interleaved with
+    /// this one, on both paths: "before and after" in one run.
+    #[arg(long)]
+    baseline_wasm: Option<PathBuf>,
+    /// Routes without a retry policy (no retry budget work per request).
+    #[arg(long)]
+    no_retries: bool,
+}
+
+/// One configuration measured.
+struct Variant {
+    name: String,
+    filter: Filter,
+    /// The error path: `b`'s app answers 503 with a catalog code.
+    error_path: bool,
+}
+
+/// Per-round figures of one variant.
+#[derive(Default, Clone)]
+struct Figures {
+    cpu_us_per_request: Vec<f64>,
+    per_second: Vec<f64>,
+    p50_us: Vec<f64>,
+    p99_us: Vec<f64>,
+    rss_mib: Vec<f64>,
+    errors: u64,
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let mut args = Args::parse();
+    if args.short {
+        args.rounds = 1;
+        args.seconds = 1.0;
+        args.max_seconds = 1.0;
+        args.concurrency = vec![1];
+        args.rate = 200.0;
+        args.services = 100;
+    }
+    let envoy = meshkit_cli::locate::envoy()?;
+    let meshkit = meshkit_cli::locate::wasm()?;
+    anyhow::ensure!(
+        args.noop_wasm.exists(),
+        "{} is missing: run scripts/bench.sh, which builds it",
+        args.noop_wasm.display()
+    );
+    let variant = |name: &str, filter: Filter, error_path: bool| Variant {
+        name: name.to_string(),
+        filter,
+        error_path,
+    };
+    let mut variants = vec![
+        variant("bare", Filter::Bare, false),
+        variant("no-op filter", Filter::Wasm(args.noop_wasm.clone()), false),
+        variant("meshkit", Filter::Wasm(meshkit.clone()), false),
+        variant("bare, 503", Filter::Bare, true),
+        variant("meshkit, 503", Filter::Wasm(meshkit.clone()), true),
+    ];
+    if let Some(baseline) = &args.baseline_wasm {
+        variants.push(variant("baseline", Filter::Wasm(baseline.clone()), false));
+        variants.push(variant(
+            "baseline, 503",
+            Filter::Wasm(baseline.clone()),
+            true,
+        ));
+    }
+
+    println!(
+        "meshkit bench: 2 sidecars on a 2-hop path (load → a outbound → b inbound → app), \
+         {} keep-alive connections; per variant and round, interleaved: {}s at {} req/s (CPU = \
+         both sidecars' user+sys per request; p50/p99), then {}s closed loop (most req/s)",
+        args.connections, args.seconds, args.rate, args.max_seconds
+    );
+    for &concurrency in &args.concurrency {
+        let mut figures = vec![Figures::default(); variants.len()];
+        for round in 0..args.rounds {
+            for (v, variant) in variants.iter().enumerate() {
+                let dir = args.run_dir.join(format!("c{concurrency}-r{round}-{v}"));
+                let f = measure(&envoy, variant, concurrency, &dir, &args).await?;
+                let all = &mut figures[v];
+                all.cpu_us_per_request.push(f.0);
+                all.per_second.push(f.1);
+                all.p50_us.push(f.2);
+                all.p99_us.push(f.3);
+                all.rss_mib.push(f.4);
+                all.errors += f.5;
+            }
+        }
+        report(concurrency, &variants, &figures);
+    }
+
+    let wasm_size = std::fs::metadata(&meshkit)?.len();
+    println!(
+        "\nmeshkit_filter.wasm: {} bytes ({:.0} KiB)",
+        wasm_size,
+        wasm_size as f64 / 1024.0
+    );
+    let (services, generate) = generate_time::measure(args.services)?;
+    println!(
+        "meshkit generate on a {services}-service spec (validate + render every bootstrap): {:.0} ms",
+        generate.as_secs_f64() * 1000.0
+    );
+    Ok(())
+}
+
+/// One variant, once: (CPU µs/request, req/s, p50 µs, p99 µs, RSS MiB, errors).
+async fn measure(
+    envoy: &std::path::Path,
+    variant: &Variant,
+    concurrency: u32,
+    dir: &std::path::Path,
+    args: &Args,
+) -> anyhow::Result<(f64, f64, f64, f64, f64, u64)> {
+    let pair = Pair::start(envoy, &variant.filter, concurrency, !args.no_retries, dir).await?;
+    let mut headers = vec![("x-request-id".to_string(), "bench".to_string())];
+    let expect_status = if variant.error_path {
+        headers.push(("x-demo".into(), "b.status=503;b.code=CM503002".into()));
+        503
+    } else {
+        200
+    };
+    let target = Target {
+        addr: pair.entry,
+        path: "/".into(),
+        headers,
+        expect_status,
+    };
+    // Warm up: connections, VM instances, JIT.
+    load::run(&target, args.connections, Duration::from_millis(500), None).await?;
+    let before = pair.usage()?;
+    let mut fixed = load::run(
+        &target,
+        args.connections,
+        Duration::from_secs_f64(args.seconds),
+        Some(args.rate),
+    )
+    .await?;
+    let after = pair.usage()?;
+    let closed = load::run(
+        &target,
+        args.connections,
+        Duration::from_secs_f64(args.max_seconds),
+        None,
+    )
+    .await?;
+    let rss = pair.usage()?.rss_bytes as f64 / (1024.0 * 1024.0);
+    pair.stop().await;
+    let cpu_us = (after.cpu_seconds - before.cpu_seconds) * 1e6 / fixed.requests.max(1) as f64;
+    Ok((
+        cpu_us,
+        closed.per_second(),
+        f64::from(fixed.quantile_us(0.5)),
+        f64::from(fixed.quantile_us(0.99)),
+        rss,
+        closed.errors + fixed.errors,
+    ))
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+fn spread(values: &[f64]) -> String {
+    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    format!("{:.0} [{:.0}–{:.0}]", median(values), min, max)
+}
+
+fn report(concurrency: u32, variants: &[Variant], figures: &[Figures]) {
+    println!("\n--concurrency {concurrency} (medians [min–max] over rounds)");
+    println!(
+        "| variant | CPU µs/request | req/s | p50 µs | p99 µs | RSS MiB (both) | CPU vs bare | CPU vs no-op | errors |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let cpu = |name: &str| {
+        variants
+            .iter()
+            .position(|v| v.name == name)
+            .map(|i| median(&figures[i].cpu_us_per_request))
+            .unwrap_or(f64::NAN)
+    };
+    for (v, f) in variants.iter().zip(figures) {
+        let own = median(&f.cpu_us_per_request);
+        let bare = if v.error_path {
+            cpu("bare, 503")
+        } else {
+            cpu("bare")
+        };
+        let vs_noop = if v.error_path || matches!(v.filter, Filter::Bare) {
+            "".to_string()
+        } else {
+            format!("{:.2}×", own / cpu("no-op filter"))
+        };
+        println!(
+            "| {} | {} | {} | {} | {} | {:.1} | {:.2}× | {} | {} |",
+            v.name,
+            spread(&f.cpu_us_per_request),
+            spread(&f.per_second),
+            spread(&f.p50_us),
+            spread(&f.p99_us),
+            median(&f.rss_mib),
+            own / bare,
+            vs_noop,
+            f.errors
+        );
+    }
+}
