@@ -13,9 +13,8 @@
 use super::access_log::{self, FilterField};
 use super::cause_table::{Cause, Remembered};
 use super::config::Direction;
-use super::error_code::MeshCode;
 use super::extract::{self, Extracted, Source};
-use super::host::{string_property, u64_property, Host, Map, Property};
+use super::host::{string_property, Host, Map, Property};
 use super::local_reply::{self, LocalReplies};
 use super::plugin::Plugin;
 use super::propagation;
@@ -23,8 +22,14 @@ use super::report::{decide, ErrorReport, ResponseFacts};
 use super::retry_control::{RetryLayers, RouterFailure};
 use super::retry_grant::RetryGrant;
 
+mod response;
 #[cfg(test)]
 mod tests;
+
+pub use response::is_grpc;
+use response::{
+    origin, router_failure_of, Origin, RequestHeaders, ResponseHead, ResponseHeaders, Trailers,
+};
 
 /// What Envoy should do after a callback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,35 +49,6 @@ enum Pending {
     /// gRPC: the status and its details come in trailers; what the headers already showed
     /// (inbound: the app's code, if any) is decided on together with them.
     Trailers(Extracted),
-}
-
-/// Whether a `content-type` is gRPC, as Envoy decides it: `application/grpc`, optionally
-/// followed by `+format`. gRPC-Web is not gRPC (it has its own filter and wire format).
-pub fn is_grpc(content_type: &[u8]) -> bool {
-    match content_type.strip_prefix(b"application/grpc") {
-        Some(rest) => rest.is_empty() || rest.starts_with(b"+"),
-        None => false,
-    }
-}
-
-/// The response as the headers callback sees it.
-struct ResponseHead {
-    status: u16,
-    is_error: bool,
-    /// `content-type` is gRPC. For a reply Envoy made itself this also says the caller speaks
-    /// gRPC: Envoy answers gRPC requests in gRPC.
-    grpc: bool,
-    /// A gRPC response whose status comes in trailers.
-    status_in_trailers: bool,
-}
-
-/// Where Envoy's reply came from, read only for error responses.
-#[derive(Debug, Clone, Copy, Default)]
-struct Origin {
-    /// `Some` when Envoy generated the response itself.
-    local_reply: Option<MeshCode>,
-    flags: u64,
-    via_upstream: bool,
 }
 
 #[derive(Debug, Default)]
@@ -121,7 +97,7 @@ impl Stream {
     ) -> Action {
         let config = &plugin.config;
         // (Inbound, the app's own x-meshkit-* were stripped by the route config already.)
-        let head = self.head(host, end_of_stream);
+        let head = ResponseHead::read(host, end_of_stream);
         if head.is_error {
             self.origin = origin(host);
         }
@@ -144,9 +120,14 @@ impl Stream {
             return Action::Continue;
         }
 
+        // A success reads nothing more: codes matter only on errors (or on a gRPC response
+        // whose status is still to come in trailers).
+        let may_fail = head.is_error || head.status_in_trailers;
         match config.direction {
             Direction::Outbound => {
-                let propagated = propagation::read(&ResponseHeaders(host));
+                let propagated = may_fail
+                    .then(|| propagation::read(&ResponseHeaders(host)))
+                    .flatten();
                 if head.is_error {
                     self.router_failure = Some(match &propagated {
                         Some(p) if p.retryable => RouterFailure::MarkedRetryable,
@@ -173,7 +154,11 @@ impl Stream {
                 }
             }
             Direction::Inbound => {
-                let extracted = extract::from_app(&ResponseHeaders(host), &config.errors);
+                let extracted = if may_fail {
+                    extract::from_app(&ResponseHeaders(host), &config.errors)
+                } else {
+                    Extracted::Absent
+                };
                 if head.status_in_trailers {
                     self.pending = Some(Pending::Trailers(extracted));
                     return Action::Continue;
@@ -348,26 +333,6 @@ impl Stream {
         }
     }
 
-    fn head(&self, host: &impl Host, end_of_stream: bool) -> ResponseHead {
-        let status = host
-            .header(Map::ResponseHeaders, ":status")
-            .and_then(|s| std::str::from_utf8(&s).ok()?.parse::<u16>().ok())
-            .unwrap_or(0);
-        let grpc = host
-            .header(Map::ResponseHeaders, "content-type")
-            .is_some_and(|ct| is_grpc(&ct));
-        // Only a gRPC response carries grpc-status: other responses skip the read.
-        let grpc_status = grpc
-            .then(|| host.header(Map::ResponseHeaders, "grpc-status"))
-            .flatten();
-        ResponseHead {
-            status,
-            is_error: status >= 400 || grpc_status.as_deref().is_some_and(|s| s != b"0"),
-            grpc,
-            status_in_trailers: grpc && grpc_status.is_none() && !end_of_stream,
-        }
-    }
-
     /// The facts common to every response of this stream. An inbound error takes its
     /// request's remembered upstream failure out of the cause table.
     fn facts(&mut self, plugin: &Plugin, host: &mut impl Host, is_error: bool) -> ResponseFacts {
@@ -536,62 +501,8 @@ impl Stream {
     }
 }
 
-/// Where an error response came from: Envoy itself (and why), or the upstream.
-fn origin(host: &impl Host) -> Origin {
-    let details = string_property(host, Property::ResponseCodeDetails);
-    let flags = u64_property(host, Property::ResponseFlags).unwrap_or(0);
-    let via_upstream = details.as_deref() == Some("via_upstream");
-    // Only called for errors (HTTP ≥ 400, or a gRPC status: Envoy's gRPC replies are 200).
-    // An error Envoy made for a reason meshkit has no name for is still the mesh's, never the
-    // app's (nor a remembered upstream cause's).
-    let local_reply = match details {
-        Some(_) if !via_upstream => {
-            Some(MeshCode::from_response_flags(flags).unwrap_or(MeshCode::LocalReply))
-        }
-        _ => None,
-    };
-    Origin {
-        local_reply,
-        flags,
-        via_upstream,
-    }
-}
-
-fn router_failure_of(mesh: MeshCode) -> RouterFailure {
-    match mesh {
-        MeshCode::UpstreamConnectFailure => RouterFailure::ConnectFailure,
-        MeshCode::UpstreamReset => RouterFailure::Reset,
-        _ => RouterFailure::Other,
-    }
-}
-
 fn stamp(host: &mut impl Host, map: Map, report: &ErrorReport) {
     for (name, value) in propagation::stamp(report) {
         host.set_header(map, name, &value);
-    }
-}
-
-/// A header map of the host, for the readers that take a [`HeaderSource`].
-///
-/// [`HeaderSource`]: super::headers::HeaderSource
-struct RequestHeaders<'a, H>(&'a H);
-struct ResponseHeaders<'a, H>(&'a H);
-struct Trailers<'a, H>(&'a H);
-
-impl<H: Host> super::headers::HeaderSource for RequestHeaders<'_, H> {
-    fn header(&self, name: &str) -> Option<Vec<u8>> {
-        self.0.header(Map::RequestHeaders, name)
-    }
-}
-
-impl<H: Host> super::headers::HeaderSource for ResponseHeaders<'_, H> {
-    fn header(&self, name: &str) -> Option<Vec<u8>> {
-        self.0.header(Map::ResponseHeaders, name)
-    }
-}
-
-impl<H: Host> super::headers::HeaderSource for Trailers<'_, H> {
-    fn header(&self, name: &str) -> Option<Vec<u8>> {
-        self.0.header(Map::ResponseTrailers, name)
     }
 }

@@ -22,8 +22,9 @@ struct FakeHost {
     /// Maps Envoy lends (for reads and writes) in the current callback.
     writable: Vec<Map>,
     properties: HashMap<Property, Vec<u8>>,
-    /// Property reads so far (each one a hostcall in Envoy).
+    /// Property and header reads so far (each one a hostcall in Envoy).
     property_reads: std::cell::Cell<usize>,
+    header_reads: std::cell::Cell<usize>,
     body: Vec<u8>,
     log: BTreeMap<&'static str, String>,
     now: u64,
@@ -40,6 +41,7 @@ impl FakeHost {
             writable: Vec::new(),
             properties: HashMap::new(),
             property_reads: std::cell::Cell::new(0),
+            header_reads: std::cell::Cell::new(0),
             body: Vec::new(),
             log: BTreeMap::new(),
             now: 1_000_000,
@@ -96,6 +98,7 @@ impl Host for FakeHost {
             self.writable.contains(&map),
             "read of {map:?} ({name}) now would panic the VM"
         );
+        self.header_reads.set(self.header_reads.get() + 1);
         self.maps
             .get(&map)?
             .iter()
@@ -697,6 +700,11 @@ fn a_success_reads_no_property_and_touches_no_shared_data() {
     run.upstream_response(200, &[("content-type", "text/plain")], None, true);
     let host = run.log();
     assert_eq!(host.property_reads.get(), 0);
+    assert_eq!(
+        host.header_reads.get(),
+        4,
+        "x-request-id, traceparent; :status, content-type: nothing else"
+    );
     assert!(store.data.borrow().is_empty());
     assert!(host.log.is_empty(), "{:?}", host.log);
     assert!(host.counters.is_empty());
