@@ -105,6 +105,13 @@ async fn traffic_keeps_flowing_after_the_vm_crashes_and_the_crash_is_counted() {
          wasm.meshkit-inbound.vm_reload_success = {reloads}"
     );
     assert!(reloads >= 1, "the crash shows in Envoy's stats");
+    // And in Envoy's log, with the panic's message and location (the .wasm has no symbol
+    // names, but the panic hook logs where it happened).
+    let log = std::fs::read_to_string(mesh.run_dir.join("frontend.envoy.log")).unwrap();
+    assert!(
+        log.contains("meshkit: panicked at filter/src/host/mod.rs"),
+        "the panic is logged"
+    );
 
     // The reloaded VM does meshkit's work: the request's log line has meshkit's fields.
     let id = format!("after-{n}");
