@@ -2,11 +2,14 @@
 //! `on_configure`, so that no request pays for it.
 
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use super::catalog::Catalog;
 use super::cause_table::CauseTable;
 use super::config::PluginConfig;
+use super::metrics::retry_metric;
 use super::retry_budget::{Budget, Window};
+use super::retry_control::RouteRetry;
 use super::shared_data::{self, CasStore, SetError};
 
 pub struct Plugin {
@@ -14,7 +17,37 @@ pub struct Plugin {
     pub catalog: Catalog,
     /// Upstream → its budget's constants and shared-data key.
     pub budgets: HashMap<String, (Budget, String)>,
+    /// Route name → its retry policy and metric names, shared (not copied) by the streams.
+    pub retry_routes: HashMap<String, Rc<RetryRoute>>,
     pub causes: CauseTable,
+}
+
+/// A route whose retries meshkit controls, with the names of its upstream's retry metrics
+/// spelled out once rather than formatted on every request.
+#[derive(Debug, PartialEq, Eq)]
+pub struct RetryRoute {
+    pub policy: RouteRetry,
+    pub requests: String,
+    pub retries: String,
+    pub denied: String,
+    pub overflow: String,
+    pub settle_failed: String,
+    pub budget_remaining: String,
+}
+
+impl RetryRoute {
+    fn new(service: &str, policy: RouteRetry) -> RetryRoute {
+        let name = |kind: &str| retry_metric(kind, service, &policy.upstream);
+        RetryRoute {
+            requests: name("requests"),
+            retries: name("retries"),
+            denied: name("denied"),
+            overflow: name("overflow"),
+            settle_failed: name("settle_failed"),
+            budget_remaining: name("budget_remaining"),
+            policy,
+        }
+    }
 }
 
 impl Plugin {
@@ -39,11 +72,20 @@ impl Plugin {
                 )
             })
             .collect();
+        let retry_routes = retries
+            .routes
+            .iter()
+            .map(|(name, policy)| {
+                let route = RetryRoute::new(&config.service, policy.clone());
+                (name.clone(), Rc::new(route))
+            })
+            .collect();
         let t = config.cause_table;
         Plugin {
             catalog: Catalog::new(&config.errors.catalog),
             causes: CauseTable::new(t.buckets, t.max_age_ms),
             budgets,
+            retry_routes,
             config,
         }
     }

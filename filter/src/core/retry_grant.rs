@@ -7,23 +7,24 @@
 //!   stream if no response came): release the hold and charge the retries actually made.
 //! - **Decide** (once the outcome is known): what the budget did, for the log and metrics.
 
+use std::rc::Rc;
+
 use super::host::{u64_property, Host, Map, Property};
-use super::metrics;
-use super::plugin::Plugin;
+use super::plugin::{Plugin, RetryRoute};
 use super::retry_budget::{Reservation, Window};
-use super::retry_control::{self, BudgetDecision, RouteRetry, RouterFailure};
+use super::retry_control::{self, BudgetDecision, RouterFailure};
 use super::shared_data;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryGrant {
-    pub upstream: String,
     /// The route's policy applies to this request: this hop retries (or was refused retries),
     /// so its app is never told to retry on top.
     pub retries_here: bool,
     /// Retries the router may make (`x-envoy-max-retries`).
     pub allowed: u32,
     pub decision: BudgetDecision,
-    route: RouteRetry,
+    /// The route's policy and metric names, shared with the plugin.
+    route: Rc<RetryRoute>,
     /// Held in the shared budget until settled.
     reservation: Option<Reservation>,
     /// Retries made, once settled.
@@ -35,14 +36,14 @@ impl RetryGrant {
     /// retries are not meshkit's to control.
     pub fn open(plugin: &Plugin, host: &mut impl Host) -> Option<RetryGrant> {
         let route_name = super::host::string_property(host, Property::RouteName)?;
-        let route = plugin.config.retries.routes.get(&route_name)?.clone();
+        let route = plugin.retry_routes.get(&route_name)?.clone();
+        let policy = &route.policy;
         let method = host
             .header(Map::RequestHeaders, ":method")
             .unwrap_or_default();
-        let retries_here = route.retries_method(&method);
-        let wanted = if retries_here { route.num_retries } else { 0 };
-        let service = &plugin.config.service;
-        let (allowed, decision, reservation) = match plugin.budgets.get(&route.upstream) {
+        let retries_here = policy.retries_method(&method);
+        let wanted = if retries_here { policy.num_retries } else { 0 };
+        let (allowed, decision, reservation) = match plugin.budgets.get(&policy.upstream) {
             None => (wanted, BudgetDecision::Off, None),
             Some((budget, key)) => {
                 // Every request deposits, retriable or not: the bound counts all requests.
@@ -55,10 +56,7 @@ impl RetryGrant {
                 });
                 match granted {
                     Some((r, left)) => {
-                        host.gauge(
-                            &metrics::retry_metric("budget_remaining", service, &route.upstream),
-                            u64::from(left),
-                        );
+                        host.gauge(&route.budget_remaining, u64::from(left));
                         let (allowed, decision) = retry_control::allowance(wanted, Some(r.retries));
                         (allowed, decision, (r.retries > 0).then_some(r))
                     }
@@ -77,12 +75,8 @@ impl RetryGrant {
         } else {
             BudgetDecision::NotRetriable
         };
-        host.counter(
-            &metrics::retry_metric("requests", service, &route.upstream),
-            1,
-        );
+        host.counter(&route.requests, 1);
         Some(RetryGrant {
-            upstream: route.upstream.clone(),
             retries_here,
             allowed: if retries_here { allowed } else { 0 },
             decision,
@@ -90,6 +84,20 @@ impl RetryGrant {
             reservation,
             made: None,
         })
+    }
+
+    /// The upstream service the route leads to.
+    pub fn upstream(&self) -> &str {
+        &self.route.policy.upstream
+    }
+
+    /// The counter for a request the budget denied, or whose retry the breaker refused.
+    pub fn decision_metric(&self, decision: BudgetDecision) -> Option<&str> {
+        match decision {
+            BudgetDecision::Denied => Some(&self.route.denied),
+            BudgetDecision::Overflow => Some(&self.route.overflow),
+            _ => None,
+        }
     }
 
     /// The router is done: releases the hold and charges the retries made. Attempts come from
@@ -109,12 +117,8 @@ impl RetryGrant {
         // The router never exceeds x-envoy-max-retries; capping keeps the accounting exact.
         let made = attempts.unwrap_or(1).saturating_sub(1).min(self.allowed);
         self.made = Some(made);
-        let service = &plugin.config.service;
-        host.counter(
-            &metrics::retry_metric("retries", service, &self.upstream),
-            u64::from(made),
-        );
-        let Some((budget, key)) = plugin.budgets.get(&self.upstream) else {
+        host.counter(&self.route.retries, u64::from(made));
+        let Some((budget, key)) = plugin.budgets.get(self.upstream()) else {
             return;
         };
         if self.reservation.is_none() && made == 0 {
@@ -133,10 +137,7 @@ impl RetryGrant {
         });
         if settled.is_none() {
             // The hold stays until it expires, and the retries made are not charged: count it.
-            host.counter(
-                &metrics::retry_metric("settle_failed", service, &self.upstream),
-                1,
-            );
+            host.counter(&self.route.settle_failed, 1);
         }
     }
 
@@ -150,7 +151,7 @@ impl RetryGrant {
     ) -> BudgetDecision {
         use super::error_code::flags::*;
         let made = self.made.unwrap_or(0);
-        let retried_failure = failure.is_some_and(|f| self.route.retries_failure(&f));
+        let retried_failure = failure.is_some_and(|f| self.route.policy.retries_failure(&f));
         // UO on a response that still came from the upstream, or next to a transport failure:
         // the router wanted another attempt and the circuit breaker refused it.
         let breaker = flags & UPSTREAM_OVERFLOW != 0

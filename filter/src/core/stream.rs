@@ -329,7 +329,7 @@ impl Stream {
         }
         if !self.finished {
             self.finished = true;
-            self.record_retry(plugin, host, None);
+            self.record_retry(host, None);
         }
     }
 
@@ -343,7 +343,7 @@ impl Stream {
             (Direction::Outbound, true) => self
                 .retry
                 .as_ref()
-                .map(|g| g.upstream.clone())
+                .map(|g| g.upstream().to_string())
                 .or_else(|| string_property(host, Property::ClusterName)),
             _ => None,
         };
@@ -386,12 +386,12 @@ impl Stream {
             Direction::Outbound => facts.upstream.clone().unwrap_or_else(|| "none".into()),
         };
         let Some(mut report) = decide(&plugin.catalog, facts) else {
-            self.record_retry(plugin, host, None);
+            self.record_retry(host, None);
             return None;
         };
         report.retryable = report.retryable && self.caller_may_retry(plugin, &report);
         self.record(plugin, host, &report, &upstream);
-        self.record_retry(plugin, host, Some(&report));
+        self.record_retry(host, Some(&report));
         Some(report)
     }
 
@@ -444,25 +444,15 @@ impl Stream {
     }
 
     /// The budget's decision for this request: log fields and metrics.
-    fn record_retry(&self, plugin: &Plugin, host: &mut impl Host, report: Option<&ErrorReport>) {
+    fn record_retry(&self, host: &mut impl Host, report: Option<&ErrorReport>) {
         let Some(grant) = &self.retry else {
             return;
         };
         // A failure reported only in trailers was never the router's to retry.
         let failure = report.and(self.router_failure);
         let decision = grant.decide(failure, self.origin.flags, self.origin.via_upstream);
-        let service = &plugin.config.service;
-        use super::retry_control::BudgetDecision;
-        let kind = match decision {
-            BudgetDecision::Denied => Some("denied"),
-            BudgetDecision::Overflow => Some("overflow"),
-            _ => None,
-        };
-        if let Some(kind) = kind {
-            host.counter(
-                &super::metrics::retry_metric(kind, service, &grant.upstream),
-                1,
-            );
+        if let Some(name) = grant.decision_metric(decision) {
+            host.counter(name, 1);
         }
         host.set_log_field(FilterField::RetryAllowed, &grant.allowed.to_string());
         host.set_log_field(FilterField::RetryBudget, decision.as_str());
