@@ -82,7 +82,9 @@ async fn causes_survive_two_thousand_requests_in_flight() {
         }
     }
     let peak = peak.load(Ordering::SeqCst);
-    let evicted = meshkit_counter(&mesh, "a").await + meshkit_counter(&mesh, "b").await;
+    let evicted_name = "wasmcustom.meshkit.cause_table.evicted";
+    let evicted = common::envoy_stat(&mesh, "a", evicted_name).await
+        + common::envoy_stat(&mesh, "b", evicted_name).await;
     println!(
         "cause chain under load: {total} error responses through a → b → c, peak {peak} in \
          flight; {lost} lost their origin ({:.3} %), {foreign} carried another request's \
@@ -99,19 +101,4 @@ async fn causes_survive_two_thousand_requests_in_flight() {
         "{lost} of {total} lost their origin"
     );
     mesh.shutdown().await;
-}
-
-/// `wasmcustom.meshkit.cause_table.evicted` of one sidecar (0 if never incremented).
-async fn meshkit_counter(mesh: &meshkit_cli::local_mesh::LocalMesh, service: &str) -> u64 {
-    let name = "wasmcustom.meshkit.cause_table.evicted";
-    let r = http_client::get(
-        mesh.admin(service).unwrap(),
-        &format!("/stats?filter=^{name}$"),
-    )
-    .await
-    .unwrap();
-    r.text()
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}: "))?.trim().parse().ok())
-        .unwrap_or(0)
 }

@@ -85,25 +85,12 @@ async fn open_loop(
     total
 }
 
-/// A counter from the sidecar's admin `/stats`.
-async fn envoy_stat(mesh: &LocalMesh, service: &str, name: &str) -> u64 {
-    let r = http_client::get(
-        mesh.admin(service).unwrap(),
-        &format!("/stats?filter=^{name}$"),
-    )
-    .await
-    .unwrap();
-    r.text()
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}: "))?.trim().parse().ok())
-        .unwrap_or(0)
-}
-
 /// Checks and prints the bound for one run.
 async fn check(name: &str, mesh: &LocalMesh, arrivals: &Arrivals) -> RetryCount {
     let count = RetryCount::of(&arrivals.snapshot(), TTL, RATIO, MIN_PER_SECOND);
-    let envoy_retries = envoy_stat(mesh, "load", "cluster.target.upstream_rq_retry").await;
-    let overflow = envoy_stat(mesh, "load", "cluster.target.upstream_rq_retry_overflow").await;
+    let envoy_retries = common::envoy_stat(mesh, "load", "cluster.target.upstream_rq_retry").await;
+    let overflow =
+        common::envoy_stat(mesh, "load", "cluster.target.upstream_rq_retry_overflow").await;
     println!(
         "retry bound at the upstream, {name}: {} requests, {} retries; worst {}s window: {} \
          retries for {} requests, bound {:.0} ({:.2}× the bound); Envoy counted {envoy_retries} \

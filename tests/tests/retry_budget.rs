@@ -122,7 +122,7 @@ async fn only_retryable_app_codes_and_idempotent_methods_are_retried() {
         Some("MESH_UPSTREAM_CONNECT_FAILURE")
     );
     let ours = meshkit_retry(&mesh, "recipes", "retries", "users").await;
-    let envoys = envoy_stat(&mesh, "recipes", "cluster.users.upstream_rq_retry").await;
+    let envoys = common::envoy_stat(&mesh, "recipes", "cluster.users.upstream_rq_retry").await;
     assert_eq!(ours as u64, envoys);
     assert_eq!(envoys, 2, "r-retryable and r-uf each retried once");
 
@@ -279,20 +279,6 @@ async fn fixed_rate(mesh: &LocalMesh, prefix: &str, directives: &str) -> (usize,
     (total, attempts)
 }
 
-/// A counter from the sidecar's admin `/stats` (Envoy's own names).
-async fn envoy_stat(mesh: &LocalMesh, service: &str, name: &str) -> u64 {
-    let r = http_client::get(
-        mesh.admin(service).unwrap(),
-        &format!("/stats?filter=^{name}$"),
-    )
-    .await
-    .unwrap();
-    r.text()
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}: "))?.trim().parse().ok())
-        .unwrap_or(0)
-}
-
 /// A `meshkit_retry_*` sample from the sidecar's Prometheus endpoint.
 async fn meshkit_retry(mesh: &LocalMesh, service: &str, kind: &str, upstream: &str) -> f64 {
     let r = http_client::get(mesh.admin(service).unwrap(), "/stats/prometheus")
@@ -325,7 +311,7 @@ async fn the_budget_bounds_retries_under_load_across_two_workers() {
     assert!(attempts > requests, "the budget still allowed some retries");
 
     // Our counters agree with Envoy's own.
-    let envoy_retries = envoy_stat(&mesh, "load", "cluster.target.upstream_rq_retry").await;
+    let envoy_retries = common::envoy_stat(&mesh, "load", "cluster.target.upstream_rq_retry").await;
     let ours = meshkit_retry(&mesh, "load", "retries", "target").await;
     assert_eq!(
         ours as u64, envoy_retries,

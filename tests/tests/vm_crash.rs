@@ -39,19 +39,6 @@ fn panicking_wasm() -> PathBuf {
     target_dir.join("wasm32-wasip1/release/meshkit_filter.wasm")
 }
 
-async fn stat(mesh: &LocalMesh, service: &str, name: &str) -> u64 {
-    let r = http_client::get(
-        mesh.admin(service).unwrap(),
-        &format!("/stats?filter=^{name}$"),
-    )
-    .await
-    .unwrap();
-    r.text()
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}: "))?.trim().parse().ok())
-        .unwrap_or(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn traffic_keeps_flowing_after_the_vm_crashes_and_the_crash_is_counted() {
     let wasm = panicking_wasm();
@@ -99,7 +86,8 @@ async fn traffic_keeps_flowing_after_the_vm_crashes_and_the_crash_is_counted() {
         );
         tokio::task::yield_now().await;
     }
-    let reloads = stat(&mesh, "frontend", "wasm.meshkit-inbound.vm_reload_success").await;
+    let reloads =
+        common::envoy_stat(&mesh, "frontend", "wasm.meshkit-inbound.vm_reload_success").await;
     println!(
         "after the crash: {failed_meanwhile} requests failed fast before the VM was reloaded; \
          wasm.meshkit-inbound.vm_reload_success = {reloads}"

@@ -96,3 +96,18 @@ pub async fn lines_for(mesh: &LocalMesh, id: &str) -> Vec<AccessLine> {
     }
     mesh.access_log.for_request(id)
 }
+
+/// A counter from a sidecar's admin `/stats` (Envoy's names; meshkit's own are under
+/// `wasmcustom.`), 0 if it was never incremented.
+pub async fn envoy_stat(mesh: &LocalMesh, service: &str, name: &str) -> u64 {
+    let r = http_client::get(
+        mesh.admin(service).expect("service in the mesh"),
+        &format!("/stats?filter=^{name}$"),
+    )
+    .await
+    .expect("admin /stats");
+    r.text()
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}: "))?.trim().parse().ok())
+        .unwrap_or(0)
+}
