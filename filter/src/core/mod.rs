@@ -21,6 +21,7 @@ pub mod report;
 pub mod retry_budget;
 pub mod retry_control;
 pub mod retry_grant;
+pub mod shared_budget;
 pub mod shared_data;
 pub mod stream;
 pub mod trace_context;

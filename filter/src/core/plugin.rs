@@ -10,13 +10,14 @@ use super::config::PluginConfig;
 use super::metrics::retry_metric;
 use super::retry_budget::{Budget, Window};
 use super::retry_control::RouteRetry;
+use super::shared_budget::SharedBudget;
 use super::shared_data::{self, CasStore, SetError};
 
 pub struct Plugin {
     pub config: PluginConfig,
     pub catalog: Catalog,
-    /// Upstream → its budget's constants and shared-data key.
-    pub budgets: HashMap<String, (Budget, String)>,
+    /// Upstream → its budget's constants, shared-data key and this worker's pending releases.
+    pub budgets: HashMap<String, SharedBudget>,
     /// Route name → its retry policy and metric names, shared (not copied) by the streams.
     pub retry_routes: HashMap<String, Rc<RetryRoute>>,
     pub causes: CauseTable,
@@ -66,10 +67,8 @@ impl Plugin {
                     .max()
                     .unwrap_or(0);
                 let budget = Budget::new(params, hold);
-                (
-                    upstream.clone(),
-                    (budget, budget_key(&config.service, upstream)),
-                )
+                let key = budget_key(&config.service, upstream);
+                (upstream.clone(), SharedBudget::new(budget, key))
             })
             .collect();
         let retry_routes = retries
@@ -93,8 +92,8 @@ impl Plugin {
     /// Creates the shared-data keys this plugin updates, before any traffic: shared data only
     /// compare-and-swaps keys that exist, so two workers never race to create one mid-request.
     pub fn create_shared_keys(&self, store: &impl CasStore, now_ms: u64) -> Result<(), SetError> {
-        for (budget, key) in self.budgets.values() {
-            shared_data::ensure(store, key, &Window::new(budget, now_ms).encode())?;
+        for b in self.budgets.values() {
+            shared_data::ensure(store, &b.key, &Window::new(&b.budget, now_ms).encode())?;
         }
         self.causes.create(store)
     }

@@ -11,9 +11,8 @@ use std::rc::Rc;
 
 use super::host::{u64_property, Host, Map, Property};
 use super::plugin::{Plugin, RetryRoute};
-use super::retry_budget::{Reservation, Window};
+use super::retry_budget::Reservation;
 use super::retry_control::{self, BudgetDecision, RouterFailure};
-use super::shared_data;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryGrant {
@@ -45,14 +44,13 @@ impl RetryGrant {
         let wanted = if retries_here { policy.num_retries } else { 0 };
         let (allowed, decision, reservation) = match plugin.budgets.get(&policy.upstream) {
             None => (wanted, BudgetDecision::Off, None),
-            Some((budget, key)) => {
+            Some(shared) => {
                 // Every request deposits, retriable or not: the bound counts all requests.
                 let now = host.now_ms();
-                let granted = shared_data::update(host, key, |bytes| {
-                    let mut w = Window::load(bytes, budget, now);
+                let budget = &shared.budget;
+                let granted = shared.update(host, now, |w| {
                     let r = w.grant(budget, now, wanted);
-                    let left = w.available(budget, now);
-                    (Some(w.encode()), (r, left))
+                    (r, w.available(budget, now))
                 });
                 match granted {
                     Some((r, left)) => {
@@ -118,10 +116,16 @@ impl RetryGrant {
         let made = attempts.unwrap_or(1).saturating_sub(1).min(self.allowed);
         self.made = Some(made);
         host.counter(&self.route.retries, u64::from(made));
-        let Some((budget, key)) = plugin.budgets.get(self.upstream()) else {
+        let Some(shared) = plugin.budgets.get(self.upstream()) else {
             return;
         };
-        if self.reservation.is_none() && made == 0 {
+        if made == 0 {
+            // The common case, and no shared-data write: the hold goes back with this worker's
+            // next write to the window.
+            if let Some(reservation) = self.reservation {
+                let host = &*host;
+                shared.release(host, || host.now_ms(), reservation);
+            }
             return;
         }
         let reservation = self.reservation.unwrap_or(Reservation {
@@ -130,11 +134,8 @@ impl RetryGrant {
             bucket: 0,
         });
         let now = host.now_ms();
-        let settled = shared_data::update(host, key, |bytes| {
-            let mut w = Window::load(bytes, budget, now);
-            w.settle(budget, now, reservation, made);
-            (Some(w.encode()), ())
-        });
+        let budget = &shared.budget;
+        let settled = shared.update(host, now, |w| w.settle(budget, now, reservation, made));
         if settled.is_none() {
             // The hold stays until it expires, and the retries made are not charged: count it.
             host.counter(&self.route.settle_failed, 1);

@@ -322,9 +322,8 @@ impl<'p> Run<'p> {
 }
 
 fn budget_available(store: &Shared, plugin: &Plugin, now: u64) -> u32 {
-    let (budget, key) = &plugin.budgets["users"];
-    let bytes = store.get(key).map(|(b, _)| b).unwrap_or_default();
-    crate::core::retry_budget::Window::load(&bytes, budget, now).available(budget, now)
+    let shared = &plugin.budgets["users"];
+    shared.view(&**store, now).available(&shared.budget, now)
 }
 
 const RETRYABLE_ERROR: [(&str, &str); 3] = [
@@ -370,6 +369,32 @@ fn a_get_is_granted_its_retries_and_settles_at_response_headers() {
     assert_eq!(host.log(FilterField::RetryBudget), Some("full"));
     assert_eq!(host.log(FilterField::RetryAllowed), Some("2"));
     assert_eq!(host.counter_value("meshkit.retry.retries.recipes.users"), 1);
+}
+
+#[test]
+fn a_success_that_made_no_retry_writes_the_budget_once() {
+    let store = Shared::default();
+    let p = outbound();
+    p.create_shared_keys(store.as_ref(), 0).unwrap();
+    let version = || store.data.borrow()["meshkit.budget.recipes.users"].1;
+    let created = version();
+    for n in 1..=3 {
+        let mut run = Run::new(&p, &store, &[]);
+        run.request();
+        run.upstream_response(200, &[("content-type", "text/plain")], Some(1), true);
+        run.log();
+        // The grant writes; the settlement's release rides along with the next grant.
+        assert_eq!(version(), created + n);
+    }
+    let mut run = Run::new(&p, &store, &[]);
+    run.request();
+    run.upstream_response(200, &[("content-type", "text/plain")], Some(2), true);
+    assert_eq!(version(), created + 5, "a retry made is charged at once");
+    // ...and with it every pending release: the shared window is this worker's view again.
+    let shared = &p.budgets["users"];
+    let bytes = store.data.borrow()[&shared.key].0.clone();
+    let raw = crate::core::retry_budget::Window::load(&bytes, &shared.budget, 0);
+    assert_eq!(raw, shared.view(&*store, 0));
 }
 
 #[test]
