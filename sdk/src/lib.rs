@@ -1,12 +1,13 @@
 //! meshkit SDK: a declarative mesh spec, validated with precise errors and rendered into Envoy v3
 //! bootstrap config that wires the meshkit filter into every listener.
 //!
-//! Data flows one way: [`spec`] (the file) → [`validate`] → [`model`] (validated) →
+//! Data flows one way: [`load`] (the file) → [`spec`] → [`validate`] → [`model`] (validated) →
 //! [`envoy`] (typed Envoy messages) → [`render`] (proto3 JSON / YAML files).
 
 pub mod duration;
 pub mod envoy;
 pub mod generate;
+pub mod load;
 pub mod model;
 pub mod problems;
 pub mod render;
@@ -14,5 +15,5 @@ pub mod spec;
 pub mod validate;
 
 pub use generate::{generate, write_files, GeneratedFile, OutputFormat, RenderOptions};
+pub use load::{load_file, load_str, Format, LoadError};
 pub use problems::{Problem, Problems};
-pub use validate::{load_file, load_str, Format, LoadError};

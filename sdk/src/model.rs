@@ -58,8 +58,10 @@ impl Default for CircuitBreaker {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sidecar {
-    /// An IP address or a DNS name.
+    /// How callers reach the inbound listener: an IP address or a DNS name.
     pub address: String,
+    /// Where the inbound listener binds.
+    pub listen_address: IpAddr,
     pub inbound_port: u16,
     pub outbound_port: u16,
     pub admin_port: u16,

@@ -80,12 +80,15 @@ pub enum Protocol {
     Http2,
 }
 
-/// The sidecar's own ports.
+/// The sidecar's address and ports.
 #[derive(Debug, Clone, Deserialize)]
 pub struct SidecarSpec {
-    /// Address the inbound listener binds and that other sidecars connect to.
+    /// How callers reach this sidecar's inbound listener: an IP address or a DNS name.
     #[serde(default = "loopback")]
     pub address: String,
+    /// The IP the inbound listener binds. Default: `address` when it is an IP, else `0.0.0.0`
+    /// (a DNS name resolves to the host's own address).
+    pub listen_address: Option<String>,
     /// Listener in front of the app: callers connect here.
     pub inbound_port: i64,
     /// Listener the app calls to reach its upstreams (always on 127.0.0.1).

@@ -193,7 +193,7 @@ fn shadowed_route() {
     assert_problem(
         &p,
         "services[0].upstreams[0].routes[1].match",
-        "same match as services[0].upstreams[0].routes[0]",
+        "never used: services[0].upstreams[0].routes[0] (prefix /users)",
     );
 }
 

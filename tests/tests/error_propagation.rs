@@ -159,6 +159,16 @@ async fn the_first_failing_service_is_reported_through_every_hop() {
         Some("unknown")
     );
 
+    // Codes keep their dots in metric labels: these two are distinct series.
+    for (id, code) in [
+        ("e-dots", "shop.pay.declined"),
+        ("e-underscores", "shop_pay_declined"),
+    ] {
+        let demo = format!("users.status=500;users.code={code}");
+        let r = send(entry, "/", id, &[("x-demo", &demo)]).await;
+        assert_eq!(r.header("x-meshkit-error-code"), Some(code));
+    }
+
     // problem+json bodies are read when enabled (the example spec enables them).
     let r = send(
         entry,
@@ -220,6 +230,20 @@ async fn the_first_failing_service_is_reported_through_every_hop() {
         Some(&1.0),
         "{users:#?}"
     );
+    for code in ["shop.pay.declined", "shop_pay_declined"] {
+        assert_eq!(
+            users.get(&labels(
+                "users",
+                "inbound",
+                "local_app",
+                "users",
+                "unknown",
+                code
+            )),
+            Some(&1.0),
+            "{users:#?}"
+        );
+    }
 
     // One stats_tags extractor per tag name: Envoy warned "Skipping duplicate tag" on every
     // sidecar when meshkit's first metric was defined, with two extractors per name.

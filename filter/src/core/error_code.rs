@@ -7,14 +7,17 @@ use serde::{Deserialize, Serialize};
 /// are short identifiers, never free text.
 pub const MAX_CODE_LEN: usize = 64;
 
-/// `[A-Za-z0-9][A-Za-z0-9_.-]*`, at most [`MAX_CODE_LEN`] bytes. Anything else read from
-/// traffic is "malformed", never carried.
+/// `[A-Za-z0-9][A-Za-z0-9_.-]*` without empty dot-separated segments, at most [`MAX_CODE_LEN`]
+/// bytes. Anything else read from traffic is "malformed", never carried.
 pub fn is_valid_code(code: &[u8]) -> bool {
     matches!(code.first(), Some(b) if b.is_ascii_alphanumeric())
         && code.len() <= MAX_CODE_LEN
         && code
             .iter()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+        // Dots separate segments, none empty: the code is kept whole in metric names.
+        && !code.ends_with(b".")
+        && !code.windows(2).any(|w| w == b"..")
 }
 
 /// gRPC status codes (<https://grpc.github.io/grpc/core/md_doc_statuscodes.html>), named as in
@@ -277,6 +280,8 @@ mod tests {
             b"has space",
             b"\xff\xfe",
             b"a\nb",
+            b"a..b",
+            b"a.",
             &[b'A'; 65],
         ] {
             assert!(!is_valid_code(bad), "{bad:?}");

@@ -49,10 +49,15 @@ pub fn retry_metric(kind: &str, service: &str, upstream: &str) -> String {
 /// and skips a second extractor of the same name): each regex's first capture group is the
 /// part removed from the name, the second the label value. Positional, so no label value can
 /// be mistaken for another label. `service` and `upstream` cover both metric families.
+///
+/// Every label but the code is dot-free (names and fixed words). The code comes last and is
+/// kept intact, dots included (`shop.pay.declined` is not `shop_pay_declined`): its value is
+/// the rest of the name.
 pub fn stats_tags() -> Vec<(String, String)> {
     let head = format!(r"^{}meshkit", regex_escape(ENVOY_PREFIX));
     let value = r"(\.([^.]+))";
     let seg = r"\.[^.]+";
+    let code = r"\..+";
     let errors = regex_escape(&ERRORS["meshkit".len()..]);
     let retry = format!(r"{}\.[a-z_]+", regex_escape(&RETRY["meshkit".len()..]));
     let n = ERROR_LABELS.len();
@@ -61,13 +66,16 @@ pub fn stats_tags() -> Vec<(String, String)> {
         .enumerate()
         .map(|(i, label)| {
             let before = seg.repeat(i);
-            let after = seg.repeat(n - i - 1);
             let regex = match *label {
                 "service" => format!(r"{head}(?:{errors}|{retry}){value}(?:{seg})+$"),
                 "upstream" => {
                     format!(r"{head}(?:{errors}{seg}{seg}|{retry}{seg}){value}(?:{seg})*$")
                 }
-                _ => format!(r"{head}{errors}{before}{value}{after}$"),
+                _ if i + 1 == n => format!(r"{head}{errors}{before}(\.(.+))$"),
+                _ => {
+                    let after = seg.repeat(n - i - 2);
+                    format!(r"{head}{errors}{before}{value}{after}{code}$")
+                }
             };
             ((*label).to_string(), regex)
         })
@@ -115,8 +123,8 @@ impl CardinalityCap {
         }
     }
 
-    /// The `meshkit.errors` name for `report`. Every value is already dot-free: service and
-    /// origin names are `[a-z0-9-]`, codes contain no `.` once admitted (dots map to `_`).
+    /// The `meshkit.errors` name for `report`. Service and origin names are `[a-z0-9-]`; the
+    /// code, last, keeps its dots (a valid code has no empty segment).
     /// Past `max` codes or origins the value is `other`; past `max × SERIES_PER_CODE` label
     /// sets both are.
     pub fn error_metric(
@@ -129,7 +137,7 @@ impl CardinalityCap {
         let code = report
             .code
             .as_deref()
-            .map(|c| Self::admit(&mut self.codes, self.max, &c.replace('.', "_")))
+            .map(|c| Self::admit(&mut self.codes, self.max, c))
             .unwrap_or_else(|| NONE.to_string());
         let origin = Self::admit(&mut self.origins, self.max, &report.origin);
         let class = report.classification.as_str();
@@ -178,7 +186,7 @@ mod tests {
         );
         assert_eq!(
             cap.error_metric("a", "inbound", "local_app", &report("ns.code", "a")),
-            "meshkit.errors.a.inbound.local_app.a.catalog.ns_code"
+            "meshkit.errors.a.inbound.local_app.a.catalog.ns.code"
         );
     }
 
@@ -263,6 +271,21 @@ mod tests {
                     ("code", "CM503001"),
                 ])
             )
+        );
+        // Dots in a code stay in its label, and never shift the other labels.
+        let (base, tags) =
+            extract("wasmcustom.meshkit.errors.a.inbound.local_app.b.unknown.shop.pay.declined");
+        assert_eq!(base, "wasmcustom.meshkit.errors");
+        assert_eq!(
+            tags,
+            t(&[
+                ("service", "a"),
+                ("direction", "inbound"),
+                ("upstream", "local_app"),
+                ("origin", "b"),
+                ("classification", "unknown"),
+                ("code", "shop.pay.declined"),
+            ])
         );
         for kind in RETRY_KINDS {
             assert_eq!(

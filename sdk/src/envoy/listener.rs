@@ -1,7 +1,7 @@
 //! The sidecar's two listeners, each an HTTP connection manager with the meshkit filter before
 //! the router and the JSON access log.
 //!
-//! - inbound: callers → `sidecar.address:inbound_port` → local app;
+//! - inbound: callers → `sidecar.address:inbound_port` (bound on `listen_address`) → local app;
 //! - outbound: local app → `127.0.0.1:outbound_port` → upstream sidecars, routed by path.
 
 use envoy_types::pb::envoy::config::listener::v3::{filter, Filter, FilterChain, Listener};
@@ -54,7 +54,7 @@ pub fn inbound(mesh: &Mesh, service: &Service, wasm_path: Option<&str>) -> Liste
         mesh,
         service,
         Direction::Inbound,
-        &service.sidecar.address,
+        &service.sidecar.listen_address.to_string(),
         service.sidecar.inbound_port,
         vhost,
         wasm_path,

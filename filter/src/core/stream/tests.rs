@@ -417,6 +417,8 @@ fn a_post_the_route_never_retries_holds_nothing_and_is_never_denied() {
     run.upstream_response(503, &RETRYABLE_ERROR, Some(1), true);
     let host = run.log();
     assert_eq!(host.log(FilterField::RetryBudget), Some("not_retriable"));
+    // The route's num_retries never reaches the log for a method it does not retry.
+    assert_eq!(host.log(FilterField::RetryAllowed), Some("0"));
     assert_eq!(host.log(FilterField::ErrorCode), Some("CM503001"));
     assert_eq!(
         host.log(FilterField::ErrorRetryable),
