@@ -4,7 +4,6 @@
 //! Start-up is all or nothing: ports are checked before anything starts, and if any sidecar
 //! fails to become ready every process already started is stopped before the error returns.
 
-use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -29,6 +28,8 @@ pub struct LocalMeshOptions {
     pub concurrency: u32,
     /// Print access log lines to stdout as they arrive.
     pub echo_access_log: bool,
+    /// Say on stderr what start-up is doing (it takes seconds).
+    pub report_progress: bool,
     pub ready_timeout: Duration,
     /// Services whose app the caller runs itself (e.g. a real gRPC server in a test): no demo
     /// app is started and their app port is left alone.
@@ -37,12 +38,13 @@ pub struct LocalMeshOptions {
 
 /// A listening socket the mesh needs is taken by someone else.
 #[derive(Debug, thiserror::Error)]
-#[error("port {port} on {ip} ({owner}) is already in use: {source}")]
+#[error("port {port} on {ip} ({owner}) is already in use: {error}")]
 pub struct PortInUse {
     pub ip: IpAddr,
     pub port: u16,
     pub owner: String,
-    pub source: std::io::Error,
+    /// Part of the message, not a `source`: error chains print it once.
+    pub error: std::io::Error,
 }
 
 pub struct LocalMesh {
@@ -102,10 +104,18 @@ impl LocalMesh {
             }
         }
         let mut failure = None;
+        let started = tokio::time::Instant::now();
         for envoy in &mut local.envoys {
             if let Err(e) = envoy.wait_ready(options.ready_timeout).await {
                 failure = Some(e);
                 break;
+            }
+            if options.report_progress {
+                eprintln!(
+                    "  {} sidecar ready ({:.1}s)",
+                    envoy.service,
+                    started.elapsed().as_secs_f64()
+                );
             }
         }
         if let Some(e) = failure {
@@ -124,17 +134,6 @@ impl LocalMesh {
 
     pub fn admin(&self, service: &str) -> Option<SocketAddr> {
         self.mesh.service(service).map(admin_addr)
-    }
-
-    /// The first service no other service calls: where outside traffic enters.
-    pub fn entry_service(&self) -> &str {
-        entry_service(&self.mesh)
-    }
-
-    /// Access log lines one request into `service` produces across the mesh, when every hop
-    /// is reached: its inbound line, plus an outbound line and the upstream's lines per call.
-    pub fn lines_per_request(&self, service: &str) -> usize {
-        lines_per_request(&self.mesh, service, &mut HashSet::new())
     }
 
     /// Stops `service`'s app (listener and connections), leaving its sidecar running.
@@ -173,36 +172,6 @@ impl LocalMesh {
 
 fn admin_addr(s: &Service) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], s.sidecar.admin_port))
-}
-
-fn entry_service(mesh: &Mesh) -> &str {
-    let called: HashSet<&str> = mesh
-        .services
-        .iter()
-        .flat_map(|s| s.upstreams.iter().map(|u| u.service.as_str()))
-        .collect();
-    mesh.services
-        .iter()
-        .find(|s| !called.contains(s.name.as_str()))
-        .or(mesh.services.first())
-        .map(|s| s.name.as_str())
-        .unwrap_or_default()
-}
-
-fn lines_per_request<'m>(mesh: &'m Mesh, service: &'m str, path: &mut HashSet<&'m str>) -> usize {
-    let Some(s) = mesh.service(service) else {
-        return 0;
-    };
-    if !path.insert(&s.name) {
-        return 0; // a cycle: the demo app would loop until timeouts; count it once
-    }
-    let n = 1 + s
-        .upstreams
-        .iter()
-        .map(|u| 1 + lines_per_request(mesh, &u.service, path))
-        .sum::<usize>();
-    path.remove(s.name.as_str());
-    n
 }
 
 fn demo_app_config(service: &Service) -> DemoAppConfig {
@@ -256,31 +225,13 @@ async fn claim_ports(
 }
 
 async fn bind(ip: IpAddr, port: u16, owner: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind((ip, port)).await.map_err(|source| {
+    TcpListener::bind((ip, port)).await.map_err(|error| {
         PortInUse {
             ip,
             port,
             owner: owner.to_string(),
-            source,
+            error,
         }
         .into()
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn example() -> Mesh {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../envoy/mesh.yaml");
-        meshkit_sdk::load_file(std::path::Path::new(path)).unwrap()
-    }
-
-    #[test]
-    fn example_chain_logs_five_lines_per_request() {
-        let mesh = example();
-        assert_eq!(entry_service(&mesh), "frontend");
-        assert_eq!(lines_per_request(&mesh, "frontend", &mut HashSet::new()), 5);
-        assert_eq!(lines_per_request(&mesh, "users", &mut HashSet::new()), 1);
-    }
 }

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 
 /// Where the release build of the filter lands, relative to the workspace root.
 pub const WASM_RELATIVE: &str = "target/wasm32-wasip1/release/meshkit_filter.wasm";
+/// The Envoy release meshkit is built and tested against (`scripts/setup.sh` installs it).
+pub const ENVOY_VERSION: &str = "1.40.0";
 
 #[derive(Debug, thiserror::Error)]
 pub enum LocateError {
@@ -26,6 +28,11 @@ pub enum LocateError {
          (cargo build --release --target wasm32-wasip1 -p meshkit-filter)"
     )]
     NoWasm,
+    #[error(
+        "{path} is not Envoy {ENVOY_VERSION} (`--version` printed {printed:?}); run \
+         scripts/setup.sh or point MESHKIT_ENVOY at Envoy {ENVOY_VERSION}"
+    )]
+    NotPinnedEnvoy { path: String, printed: String },
 }
 
 pub fn envoy() -> Result<PathBuf, LocateError> {
@@ -38,6 +45,34 @@ pub fn envoy() -> Result<PathBuf, LocateError> {
         }
     }
     which("envoy").ok_or(LocateError::NoEnvoy)
+}
+
+/// [`envoy`], checked to be Envoy at [`ENVOY_VERSION`]: a binary that merely exits 0 (say
+/// `/bin/true`) would make every `--mode validate` pass.
+pub fn pinned_envoy() -> Result<PathBuf, LocateError> {
+    let path = envoy()?;
+    let printed = std::process::Command::new(&path)
+        .arg("--version")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map(|o| {
+            let out = String::from_utf8_lossy(&o.stdout);
+            out.lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("")
+                .trim()
+                .to_string()
+        })
+        .unwrap_or_default();
+    // e.g. "envoy  version: 3c8e.../1.40.0/Clean/RELEASE/BoringSSL"
+    if printed.contains("envoy") && printed.contains(&format!("/{ENVOY_VERSION}/")) {
+        Ok(path)
+    } else {
+        Err(LocateError::NotPinnedEnvoy {
+            path: path.display().to_string(),
+            printed,
+        })
+    }
 }
 
 pub fn wasm() -> Result<PathBuf, LocateError> {

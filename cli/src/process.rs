@@ -66,15 +66,7 @@ impl EnvoyProcess {
             })
             .stderr(Stdio::from(stderr))
             .kill_on_drop(true);
-        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
-        unsafe {
-            command.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        tie_to_parent(&mut command);
         let mut child = command
             .spawn()
             .with_context(|| format!("start {}", cmd.binary.display()))?;
@@ -107,10 +99,10 @@ impl EnvoyProcess {
         loop {
             if let Some(status) = self.child.try_wait()? {
                 bail!(
-                    "{} sidecar Envoy exited during startup ({status}); its log {}:\n{}",
+                    "{} sidecar Envoy exited during start-up ({status}):\n{}\n(its whole log: {})",
                     self.service,
+                    startup_cause(&self.log_path),
                     self.log_path.display(),
-                    log_tail(&self.log_path, 15)
                 );
             }
             if let Ok(r) = http_client::get(self.admin, "/ready").await {
@@ -120,10 +112,10 @@ impl EnvoyProcess {
             }
             if tokio::time::Instant::now() >= deadline {
                 bail!(
-                    "{} sidecar Envoy not ready after {timeout:?}; its log {}:\n{}",
+                    "{} sidecar Envoy not ready after {timeout:?}:\n{}\n(its whole log: {})",
                     self.service,
+                    startup_cause(&self.log_path),
                     self.log_path.display(),
-                    log_tail(&self.log_path, 15)
                 );
             }
             // Poll interval of a readiness probe, not a synchronisation sleep.
@@ -157,6 +149,33 @@ impl EnvoyProcess {
             let _ = self.child.kill().await;
         }
     }
+}
+
+/// Makes the child get SIGTERM if this process dies, however it dies (even SIGKILL).
+pub fn tie_to_parent(command: &mut Command) {
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Why Envoy did not start, first: its `[critical]` and `[error]` lines (the last few), else
+/// the last lines of its log. Envoy logs kilobytes of `[info]` before the cause.
+pub fn startup_cause(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let causes: Vec<&str> = lines
+        .iter()
+        .filter(|l| l.contains("[critical]") || l.contains("[error]"))
+        .copied()
+        .collect();
+    let shown = if causes.is_empty() { &lines } else { &causes };
+    shown[shown.len().saturating_sub(5)..].join("\n")
 }
 
 /// The last `n` lines of a log file, for error messages.

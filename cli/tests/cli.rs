@@ -2,52 +2,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
-use std::sync::mpsc;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
+mod common;
+
+use common::*;
 use meshkit_tests::{example_spec_text, scratch_dir, EXAMPLE};
-
-fn meshkit() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_meshkit"))
-}
-
-fn run(args: &[&str]) -> Output {
-    meshkit().args(args).output().expect("run meshkit")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn write_spec(text: &str) -> PathBuf {
-    let path = scratch_dir("spec").join("mesh.yaml");
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-/// The port at `key: ` for the service block starting at `name: service` in the spec text.
-fn port_of(spec: &str, service: &str, key: &str) -> u16 {
-    let block = spec
-        .split("- name: ")
-        .find(|b| b.starts_with(service))
-        .unwrap();
-    let rest = &block[block.find(&format!("{key}: ")).unwrap() + key.len() + 2..];
-    rest[..rest.find(|c: char| !c.is_ascii_digit()).unwrap()]
-        .parse()
-        .unwrap()
-}
-
-fn refuses_connections(port: u16) -> bool {
-    TcpStream::connect_timeout(
-        &SocketAddr::from(([127, 0, 0, 1], port)),
-        Duration::from_secs(1),
-    )
-    .is_err()
-}
 
 #[test]
 fn validate_accepts_the_example() {
@@ -112,6 +74,7 @@ fn generate_writes_one_bootstrap_per_sidecar() {
         assert_eq!(
             names,
             [
+                ".meshkit-generated".to_string(),
                 format!("frontend.{ext}"),
                 format!("recipes.{ext}"),
                 format!("users.{ext}")
@@ -271,37 +234,18 @@ fn up_demo_runs_traffic_prints_the_access_log_and_stops() {
 fn up_streams_logs_and_stops_cleanly_on_sigterm() {
     let spec_text = example_spec_text();
     let spec = write_spec(&spec_text);
-    let mut child = meshkit()
-        .args([
-            "up",
-            spec.to_str().unwrap(),
-            "--concurrency",
-            "1",
-            "--run-dir",
-        ])
-        .arg(spec.parent().unwrap().join("run"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut seen = Vec::new();
-    loop {
-        match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(line) if line.contains("streaming access logs") => break,
-            Ok(line) => seen.push(line),
-            Err(_) => {
-                let _ = child.kill();
-                panic!("mesh never became ready:\n{}", seen.join("\n"));
-            }
-        }
-    }
+    let (mut child, lines) = spawn_with_stderr(
+        meshkit()
+            .args([
+                "up",
+                spec.to_str().unwrap(),
+                "--concurrency",
+                "1",
+                "--run-dir",
+            ])
+            .arg(spec.parent().unwrap().join("run")),
+    );
+    wait_for_line(&mut child, &lines, "streaming access logs");
     let inbound = port_of(&spec_text, "frontend", "inbound_port");
     let mut s = TcpStream::connect(("127.0.0.1", inbound)).unwrap();
     s.write_all(
@@ -312,8 +256,7 @@ fn up_streams_logs_and_stops_cleanly_on_sigterm() {
     s.read_to_string(&mut response).unwrap();
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
 
-    // SAFETY: kill(2) on our own child's pid.
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    signal(&child, libc::SIGTERM);
     let status = wait_with_deadline(&mut child, Duration::from_secs(30));
     assert_eq!(status.code(), Some(0));
     let mut stdout = String::new();
@@ -336,23 +279,5 @@ fn up_streams_logs_and_stops_cleanly_on_sigterm() {
             refuses_connections(port_of(&spec_text, service, "admin_port")),
             "{service} Envoy still up"
         );
-    }
-}
-
-fn wait_with_deadline(
-    child: &mut std::process::Child,
-    limit: Duration,
-) -> std::process::ExitStatus {
-    let deadline = std::time::Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("meshkit up did not exit after SIGTERM");
-        }
-        // Polling a child's exit status; nothing to be notified by in std.
-        std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -9,6 +9,7 @@ pub mod envoy;
 pub mod generate;
 pub mod load;
 pub mod model;
+pub mod output;
 pub mod problems;
 pub mod render;
 pub mod spec;
@@ -16,4 +17,5 @@ pub mod validate;
 
 pub use generate::{generate, write_files, GeneratedFile, OutputFormat, RenderOptions};
 pub use load::{load_file, load_str, Format, LoadError};
+pub use output::{write_owned, OutputError, Written, MANIFEST};
 pub use problems::{Problem, Problems};

@@ -63,7 +63,10 @@ const ALL_HOPS: [(&str, &str); 5] = [
 async fn every_hop_logs_one_json_line_with_the_same_request_id() {
     let mut mesh = common::start(common::example_mesh(), "every-hop").await;
     let entry = mesh.inbound("frontend").unwrap();
-    assert_eq!(mesh.lines_per_request("frontend"), 5);
+    assert_eq!(
+        meshkit_cli::demo_traffic::plan(&mesh.mesh).requests[0].min_lines,
+        5
+    );
 
     let ok = get(entry, "it-ok-1", None).await;
     assert_eq!(ok.status, 200, "{}", ok.text());

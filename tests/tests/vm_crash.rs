@@ -48,6 +48,7 @@ async fn traffic_keeps_flowing_after_the_vm_crashes_and_the_crash_is_counted() {
         run_dir: common::scratch_dir("vm-crash"),
         concurrency: 1,
         echo_access_log: false,
+        report_progress: false,
         ready_timeout: Duration::from_secs(60),
         external_apps: vec![],
     };

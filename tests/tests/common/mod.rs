@@ -52,6 +52,7 @@ pub async fn start_with(mesh: Mesh, name: &str, external: &[&str], concurrency: 
         run_dir: scratch_dir(name),
         concurrency,
         echo_access_log: false,
+        report_progress: false,
         ready_timeout: Duration::from_secs(60),
         external_apps: external.iter().map(|s| s.to_string()).collect(),
     };

@@ -1,0 +1,439 @@
+//! What a new user found running the CLI on their own mesh: each finding, as a test.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::*;
+use meshkit_tests::{free_ports, scratch_dir, EXAMPLE};
+
+/// A stand-in for a binary that claims to be the pinned Envoy and then never finishes
+/// anything: it records its pid and sleeps. For the paths real Envoy is too quick to hit
+/// (a signal while it runs, a sidecar that never becomes ready).
+fn hanging_envoy(dir: &Path) -> PathBuf {
+    let script = dir.join("envoy");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nif [ \"$1\" = --version ]; then echo 'envoy  version: 0/1.40.0/Clean/RELEASE/BoringSSL'; exit 0; fi\necho $$ >> {}/pids\nexec sleep 300\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    script
+}
+
+fn pids(dir: &Path) -> Vec<i32> {
+    std::fs::read_to_string(dir.join("pids"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect()
+}
+
+/// Running, not merely a zombie waiting for a reaper.
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z')))
+        .unwrap_or(false)
+}
+
+/// Polls until `f` holds (a child's children exit asynchronously).
+fn eventually(what: &str, f: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        // Polling process state; there is nothing to be notified by.
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn explain_knows_mesh_codes_anywhere_and_refuses_empty_codes() {
+    let elsewhere = scratch_dir("explain");
+    let broken = elsewhere.join("broken.yaml");
+    std::fs::write(&broken, "version: 1\nmesh: [\n").unwrap();
+    for args in [
+        vec!["explain", "MESH_UPSTREAM_TIMEOUT"],
+        vec!["explain", "MESH_UPSTREAM_TIMEOUT", "--spec", "broken.yaml"],
+    ] {
+        let o = meshkit()
+            .args(&args)
+            .current_dir(&elsewhere)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+        assert!(String::from_utf8_lossy(&o.stdout).contains("envoy flags: UT"));
+    }
+    let o = meshkit().args(["explain", ""]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("the code to explain is empty"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stderr(&o).contains("as-is"), "{}", stderr(&o));
+    let o = meshkit()
+        .args(["explain", "CM503001"])
+        .current_dir(&elsewhere)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("no catalog to look it up in"),
+        "{}",
+        stderr(&o)
+    );
+    let o = meshkit().args(["explain", "bad code!"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("not a valid code"), "{}", stderr(&o));
+    // Listing outside the repository lists the mesh codes.
+    let o = meshkit()
+        .args(["explain"])
+        .current_dir(&elsewhere)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("MESH_LOCAL_REPLY"));
+}
+
+fn generate(spec: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    meshkit()
+        .args([
+            "generate",
+            spec.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ])
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+const ONE_SERVICE_JSON: &str = r#"{"version":1,"mesh":"m","services":[{"name":"gateway","app":{"port":28081},"sidecar":{"inbound_port":28001,"outbound_port":28101,"admin_port":29001}}]}"#;
+
+#[test]
+fn generate_never_overwrites_its_own_input() {
+    let dir = scratch_dir("gen-input");
+    let spec = dir.join("gateway.json");
+    std::fs::write(&spec, ONE_SERVICE_JSON).unwrap();
+    let o = generate(&spec, &dir, &[]);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("this is the spec being read"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read_to_string(&spec).unwrap(), ONE_SERVICE_JSON);
+}
+
+#[test]
+fn a_failed_generate_leaves_nothing_and_names_the_path_once() {
+    let out = scratch_dir("gen-partial").join("part");
+    std::fs::create_dir_all(out.join("recipes.json")).unwrap();
+    let o = generate(Path::new(EXAMPLE), &out, &[]);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!(
+            "{}: is a directory",
+            out.join("recipes.json").display()
+        )),
+        "{err}"
+    );
+    assert_eq!(err.matches("directory").count(), 1, "{err}");
+    assert_eq!(listing(&out), ["recipes.json"], "nothing else written");
+    // An output path that is a file: the same exit code, the OS error once.
+    let file = scratch_dir("gen-file").join("out");
+    std::fs::write(&file, "").unwrap();
+    let o = generate(Path::new(EXAMPLE), &file, &[]);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert_eq!(stderr(&o).matches("os error").count(), 1, "{}", stderr(&o));
+}
+
+#[test]
+fn generate_owns_its_directory_stale_files_go_other_files_stay() {
+    let dir = scratch_dir("gen-stale");
+    let out = dir.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("README.txt"), "mine").unwrap();
+    let o = generate(Path::new(EXAMPLE), &out, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // users removed from the spec (recipes no longer calls it).
+    let text = std::fs::read_to_string(EXAMPLE).unwrap();
+    let without_users = &text[..text.find("  - name: users").unwrap()];
+    let recipes_upstreams = without_users.find("  - name: recipes").unwrap();
+    let cut = without_users[recipes_upstreams..]
+        .find("    upstreams:")
+        .unwrap()
+        + recipes_upstreams;
+    let spec = dir.join("two.yaml");
+    std::fs::write(&spec, &without_users[..cut]).unwrap();
+    let o = generate(&spec, &out, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("removed"), "{}", stderr(&o));
+    assert_eq!(
+        listing(&out),
+        [
+            ".meshkit-generated",
+            "README.txt",
+            "frontend.json",
+            "recipes.json"
+        ]
+    );
+    let o = generate(&spec, &out, &["--format", "yaml"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        listing(&out),
+        [
+            ".meshkit-generated",
+            "README.txt",
+            "frontend.yaml",
+            "recipes.yaml"
+        ]
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("README.txt")).unwrap(),
+        "mine"
+    );
+    // A bootstrap of the user's own is never replaced.
+    std::fs::write(out.join("frontend.json"), "hand-written").unwrap();
+    let o = generate(&spec, &out, &[]);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("was not written by meshkit generate"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("frontend.json")).unwrap(),
+        "hand-written"
+    );
+}
+
+#[test]
+fn check_only_trusts_the_pinned_envoy() {
+    let o = meshkit()
+        .args(["check", EXAMPLE])
+        .env("MESHKIT_ENVOY", "/bin/true")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("/bin/true is not Envoy 1.40.0"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("OK"));
+}
+
+#[test]
+fn a_terminated_check_leaves_no_envoy_and_no_temporary_directory() {
+    let dir = scratch_dir("check-term");
+    let tmp = dir.join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let (mut child, _lines) = spawn_with_stderr(
+        meshkit()
+            .args(["check", EXAMPLE])
+            .env("MESHKIT_ENVOY", hanging_envoy(&dir))
+            .env("TMPDIR", &tmp),
+    );
+    eventually("the validating Envoy started", || !pids(&dir).is_empty());
+    signal(&child, libc::SIGTERM);
+    let status = wait_with_deadline(&mut child, Duration::from_secs(10));
+    assert_eq!(status.code(), Some(143));
+    let envoy = pids(&dir)[0];
+    eventually("the validating Envoy is gone", || !alive(envoy));
+    assert!(listing(&tmp).is_empty(), "{:?}", listing(&tmp));
+}
+
+#[test]
+fn the_pinned_version_is_the_one_setup_installs() {
+    let setup =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/setup.sh"))
+            .unwrap();
+    assert!(
+        setup.contains(&format!(
+            "ENVOY_VERSION={}\n",
+            meshkit_cli::locate::ENVOY_VERSION
+        )),
+        "scripts/setup.sh and locate::ENVOY_VERSION disagree"
+    );
+}
+
+#[test]
+fn errors_print_the_os_error_once_and_exit_codes_are_deliberate() {
+    let o = run(&["validate", "/nonexistent/mesh.yaml"]);
+    assert_eq!(o.status.code(), Some(1), "an unreadable spec is bad input");
+    assert_eq!(
+        stderr(&o).matches("os error 2").count(),
+        1,
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&["up", EXAMPLE, "--concurrency", "0"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let o = run(&["up", EXAMPLE, "--duration", "soon"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}
+
+/// A 5-service mesh: gateway → orders → (payments over gRPC, inventory), notifications on
+/// its own; long names; a catalog without CM503001.
+fn shop_spec() -> String {
+    let p = free_ports(20);
+    let mut text = String::from(
+        "version: 1\nmesh: shop\nerrors:\n  catalog:\n    - { code: SHOP-402, http_status: 402, grpc_status: FAILED_PRECONDITION, retryable: false, message: declined }\n    - { code: SHOP-503, http_status: 503, grpc_status: UNAVAILABLE, retryable: true, message: down }\nservices:\n",
+    );
+    let services = [
+        ("gateway", "http1", vec![("orders-service", "/orders")]),
+        (
+            "orders-service",
+            "http1",
+            vec![("payments-service", "/pay"), ("inventory", "/stock")],
+        ),
+        ("payments-service", "http2", vec![]),
+        ("inventory", "http1", vec![]),
+        ("notifications-service", "http1", vec![]),
+    ];
+    for (i, (name, protocol, ups)) in services.iter().enumerate() {
+        text.push_str(&format!(
+            "  - name: {name}\n    app: {{ port: {}, protocol: {protocol} }}\n    sidecar: {{ inbound_port: {}, outbound_port: {}, admin_port: {} }}\n",
+            p[4 * i], p[4 * i + 1], p[4 * i + 2], p[4 * i + 3]
+        ));
+        if !ups.is_empty() {
+            text.push_str("    upstreams:\n");
+            for (up, prefix) in ups {
+                text.push_str(&format!(
+                    "      - service: {up}\n        routes:\n          - match: {{ prefix: {prefix} }}\n            retry: {{ num_retries: 1 }}\n"
+                ));
+            }
+        }
+    }
+    text
+}
+
+#[test]
+fn up_demo_works_for_any_mesh_with_its_own_catalog() {
+    let spec = write_spec(&shop_spec());
+    let o = meshkit()
+        .args([
+            "up",
+            spec.to_str().unwrap(),
+            "--demo",
+            "--concurrency",
+            "1",
+            "--run-dir",
+        ])
+        .arg(spec.parent().unwrap().join("run"))
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("payments-service answers 503 with app error code SHOP-503"),
+        "{err}"
+    );
+    assert!(!err.contains("CM503001"), "{err}");
+    assert!(err.contains("starting mesh \"shop\""), "{err}");
+    assert!(err.contains("gateway sidecar ready"), "{err}");
+    // The banner's columns line up, whatever the names' lengths.
+    let columns: Vec<usize> = err
+        .lines()
+        .filter(|l| l.contains(" inbound http://"))
+        .map(|l| l.find(" inbound http://").unwrap())
+        .collect();
+    assert_eq!(columns.len(), 5, "{err}");
+    assert!(columns.windows(2).all(|w| w[0] == w[1]), "{err}");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let failing: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|r: &serde_json::Value| r["request_id"] == "demo-fail-1")
+        .collect();
+    assert!(failing.len() >= 5, "{stdout}");
+    assert!(
+        failing
+            .iter()
+            .all(|r| r["meshkit.error.origin"] == "payments-service"),
+        "{failing:#?}"
+    );
+}
+
+#[test]
+fn a_sidecar_that_cannot_start_is_explained_cause_first() {
+    let dir = scratch_dir("bad-wasm");
+    let wasm = dir.join("garbage.wasm");
+    std::fs::write(&wasm, b"\0asm this is not a module").unwrap();
+    let spec = write_spec(&meshkit_tests::example_spec_text());
+    let o = meshkit()
+        .args([
+            "up",
+            spec.to_str().unwrap(),
+            "--concurrency",
+            "1",
+            "--run-dir",
+        ])
+        .arg(dir.join("run"))
+        .env("MESHKIT_WASM", &wasm)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3));
+    let err = stderr(&o);
+    let error = &err[err.find("error: ").unwrap()..];
+    let mut lines = error.lines();
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .contains("sidecar Envoy exited during start-up"),
+        "{err}"
+    );
+    let cause = lines.next().unwrap();
+    assert!(
+        cause.contains("[critical]") || cause.contains("[error]"),
+        "{err}"
+    );
+    assert!(error.len() < 2_000, "{} bytes:\n{error}", error.len());
+}
+
+#[test]
+fn ctrl_c_during_start_up_stops_everything_and_says_so() {
+    let dir = scratch_dir("up-int");
+    let spec = write_spec(&meshkit_tests::example_spec_text());
+    let (mut child, lines) = spawn_with_stderr(
+        meshkit()
+            .args(["up", spec.to_str().unwrap(), "--run-dir"])
+            .arg(dir.join("run"))
+            .env("MESHKIT_ENVOY", hanging_envoy(&dir)),
+    );
+    wait_for_line(&mut child, &lines, "starting mesh");
+    // The stand-in Envoys never become ready: start-up is still running when the signal comes.
+    eventually("three sidecars started", || pids(&dir).len() == 3);
+    signal(&child, libc::SIGINT);
+    let status = wait_with_deadline(&mut child, Duration::from_secs(10));
+    assert_eq!(status.code(), Some(130));
+    let rest: Vec<String> = lines.iter().collect();
+    assert!(
+        rest.iter()
+            .any(|l| l.contains("interrupted by Ctrl-C during start-up")),
+        "{rest:?}"
+    );
+    for pid in pids(&dir) {
+        eventually("no sidecar left running", || !alive(pid));
+    }
+}
