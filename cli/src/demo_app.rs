@@ -9,7 +9,9 @@
 //! - `latency=<duration>`: wait this long first (`250ms`, `2s`);
 //! - `body=<text>`: response body;
 //! - `problem=<APPCODE>`: answer `application/problem+json` with this `code` member (and no
-//!   code header) — the RFC 9457 way of reporting a code.
+//!   code header) — the RFC 9457 way of reporting a code;
+//! - `header=<name>:<value>`: add this header to a `status` answer (repeatable), e.g.
+//!   `retry-after:5` or `grpc-retry-pushback-ms:-1` for server pushback.
 //!
 //! Example: `x-demo: users.status=503;users.code=CM503001` makes `users` fail and everything
 //! in front of it see that failure. The app forwards `x-demo`, `x-request-id` and
@@ -110,6 +112,7 @@ struct Behaviour {
     latency: Option<Duration>,
     body: Option<String>,
     problem: Option<String>,
+    headers: Vec<(String, String)>,
 }
 
 fn behaviour(me: &str, directives: &str) -> Behaviour {
@@ -130,6 +133,12 @@ fn behaviour(me: &str, directives: &str) -> Behaviour {
             "latency" => b.latency = meshkit_sdk::duration::parse_duration(value).ok(),
             "body" => b.body = Some(value.to_string()),
             "problem" => b.problem = Some(value.to_string()),
+            "header" => {
+                if let Some((name, value)) = value.split_once(':') {
+                    b.headers
+                        .push((name.trim().to_string(), value.trim().to_string()));
+                }
+            }
             _ => {}
         }
     }
@@ -162,12 +171,13 @@ async fn handle(
                 CONTENT_TYPE,
                 HeaderValue::from_static("application/problem+json"),
             );
-            return Ok(r);
+            return Ok(with_headers(r, &b.headers));
         }
-        let body = b.body.unwrap_or_else(|| {
+        let body = b.body.clone().unwrap_or_else(|| {
             json!({"service": config.name, "status": status, "code": b.code}).to_string()
         });
-        return Ok(reply(status, body, b.code.as_deref(), &config.name));
+        let r = reply(status, body, b.code.as_deref(), &config.name);
+        return Ok(with_headers(r, &b.headers));
     }
 
     let forwarded: Vec<(String, String)> = FORWARDED
@@ -204,6 +214,22 @@ async fn handle(
             .to_string()
     });
     Ok(reply(200, body, None, &config.name))
+}
+
+/// Adds the `header=` directives' headers (invalid names or values are skipped).
+fn with_headers(
+    mut r: Response<Full<Bytes>>,
+    headers: &[(String, String)],
+) -> Response<Full<Bytes>> {
+    for (name, value) in headers {
+        if let (Ok(name), Ok(value)) = (
+            hyper::header::HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            r.headers_mut().append(name, value);
+        }
+    }
+    r
 }
 
 fn header(req: &Request<Incoming>, name: &str) -> Option<String> {

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-pub use crate::spec::Protocol;
+pub use crate::spec::{LoadBalancing, Protocol};
 pub use meshkit_filter::core::config::ErrorSettings;
 pub use meshkit_filter::core::local_reply::LocalReplies;
 pub use meshkit_filter::core::retry_budget::BudgetParams;
@@ -79,7 +79,37 @@ pub struct Upstream {
     /// `None` when the budget is disabled.
     pub retry_budget: Option<BudgetParams>,
     pub circuit_breaker: CircuitBreaker,
+    pub policy: UpstreamPolicy,
     pub routes: Vec<Route>,
+}
+
+/// How the caller's sidecar treats the upstream's replicas.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamPolicy {
+    pub load_balancing: LoadBalancing,
+    pub connect_timeout: Duration,
+    pub outlier_detection: Option<OutlierDetection>,
+    pub health_check: Option<HealthCheck>,
+    pub panic_threshold_percent: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutlierDetection {
+    pub consecutive_5xx: u32,
+    pub consecutive_gateway_failure: u32,
+    pub interval: Duration,
+    pub base_ejection_time: Duration,
+    pub max_ejection_time: Duration,
+    pub max_ejection_percent: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthCheck {
+    pub path: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub unhealthy_threshold: u32,
+    pub healthy_threshold: u32,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -108,8 +108,85 @@ pub struct UpstreamSpec {
     /// Envoy's circuit breaker on the cluster for this upstream.
     #[serde(default)]
     pub circuit_breaker: CircuitBreakerSpec,
+    /// How requests are spread over the upstream's replicas: `least_request` (default),
+    /// `round_robin` or `random`.
+    #[serde(default)]
+    pub load_balancing: LoadBalancing,
+    /// TCP connect timeout to the upstream's sidecar. Default 1s.
+    pub connect_timeout: Option<String>,
+    /// Passive health: replicas that keep failing are ejected for a while. On by default.
+    #[serde(default)]
+    pub outlier_detection: OutlierDetectionSpec,
+    /// Active health: the caller's sidecar polls each replica through its sidecar. Off unless
+    /// given.
+    pub health_check: Option<HealthCheckSpec>,
+    /// Below this share of healthy replicas Envoy sends traffic to every replica anyway
+    /// (Envoy's `healthy_panic_threshold`). Default 50, Envoy's: an ejected single replica
+    /// still gets traffic. 0 never routes to an unhealthy replica: with none healthy, callers
+    /// get `MESH_NO_HEALTHY_UPSTREAM` at once.
+    pub panic_threshold_percent: Option<f64>,
     #[serde(default)]
     pub routes: Vec<RouteSpec>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadBalancing {
+    #[default]
+    LeastRequest,
+    RoundRobin,
+    Random,
+}
+
+/// Envoy's outlier detection, with the gateway-failure rule enforced (Envoy leaves it off).
+#[derive(Debug, Clone, Deserialize)]
+pub struct OutlierDetectionSpec {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Consecutive 5xx responses (the app's, including retryable catalog codes on 503) that
+    /// eject a replica. Default 5.
+    pub consecutive_5xx: Option<i64>,
+    /// Consecutive 502/503/504 and connection failures that eject a replica. Default 5.
+    pub consecutive_gateway_failure: Option<i64>,
+    /// How often ejections are evaluated. Default 10s.
+    pub interval: Option<String>,
+    /// A first ejection's length; the n-th lasts n times as long. Default 30s.
+    pub base_ejection_time: Option<String>,
+    /// The longest ejection. Default 300s.
+    pub max_ejection_time: Option<String>,
+    /// At most this share of replicas is ejected at once (at least one always can be).
+    /// Default 50.
+    pub max_ejection_percent: Option<f64>,
+}
+
+impl Default for OutlierDetectionSpec {
+    fn default() -> Self {
+        OutlierDetectionSpec {
+            enabled: true,
+            consecutive_5xx: None,
+            consecutive_gateway_failure: None,
+            interval: None,
+            base_ejection_time: None,
+            max_ejection_time: None,
+            max_ejection_percent: None,
+        }
+    }
+}
+
+/// An HTTP health check of each replica, sent by the caller's sidecar to the replica's inbound
+/// listener (so it goes through the replica's sidecar to its app).
+#[derive(Debug, Clone, Deserialize)]
+pub struct HealthCheckSpec {
+    /// Answered 200 by a healthy app.
+    pub path: String,
+    /// Default 5s.
+    pub interval: Option<String>,
+    /// Shorter than `interval`. Default 1s.
+    pub timeout: Option<String>,
+    /// Failed checks in a row that mark a replica unhealthy. Default 2.
+    pub unhealthy_threshold: Option<i64>,
+    /// Passed checks in a row that mark it healthy again. Default 1.
+    pub healthy_threshold: Option<i64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -57,7 +57,31 @@ fn sidecars_addressed_by_dns_name_pass_envoy_validate() {
     let files = common::render(&mesh, OutputFormat::Json);
     write_files(&dir, &files).unwrap();
     for f in &files {
-        assert!(f.contents.contains("STRICT_DNS"), "{}", f.file_name);
+        // A caller resolves its upstreams' names (users calls no one).
+        let calls = !mesh.service(&f.service).unwrap().upstreams.is_empty();
+        assert_eq!(f.contents.contains("STRICT_DNS"), calls, "{}", f.file_name);
+        let (ok, log) = envoy_validate(&dir.join(&f.file_name));
+        assert!(ok, "{} rejected by Envoy:\n{log}", f.file_name);
+    }
+}
+
+/// Every upstream policy at once (load balancing, connect timeout, outlier detection, an HTTP
+/// health check on an HTTP/2 upstream, the panic threshold) is accepted by Envoy.
+#[test]
+fn upstream_policies_pass_envoy_validate() {
+    let text = common::example_spec_text()
+        .replace("protocol: http1 }\n    sidecar: { inbound_port", "protocol: http2 }\n    sidecar: { inbound_port")
+        .replace(
+            "        load_balancing: least_request",
+            "        load_balancing: round_robin\n        connect_timeout: 250ms\n        health_check: { path: /healthz, interval: 2s, timeout: 500ms, unhealthy_threshold: 3, healthy_threshold: 2 }\n        panic_threshold_percent: 0",
+        );
+    let mesh = meshkit_sdk::load_str(&text, meshkit_sdk::Format::Yaml).expect("valid spec");
+    let policy = &mesh.service("recipes").unwrap().upstreams[0].policy;
+    assert!(policy.health_check.is_some() && policy.outlier_detection.is_some());
+    let dir = common::scratch_dir("validate-policies");
+    let files = common::render(&mesh, OutputFormat::Yaml);
+    write_files(&dir, &files).unwrap();
+    for f in &files {
         let (ok, log) = envoy_validate(&dir.join(&f.file_name));
         assert!(ok, "{} rejected by Envoy:\n{log}", f.file_name);
     }

@@ -17,6 +17,7 @@ pub mod local_reply;
 pub mod metrics;
 pub mod plugin;
 pub mod propagation;
+pub mod pushback;
 pub mod report;
 pub mod retry_budget;
 pub mod retry_control;

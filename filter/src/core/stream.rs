@@ -18,6 +18,7 @@ use super::host::{string_property, Host, Map, Property};
 use super::local_reply::{self, LocalReplies};
 use super::plugin::Plugin;
 use super::propagation;
+use super::pushback;
 use super::report::{decide, ErrorReport, ResponseFacts};
 use super::retry_control::{RetryLayers, RouterFailure};
 use super::retry_grant::RetryGrant;
@@ -64,6 +65,8 @@ pub struct Stream {
     /// What the router saw at response headers (for the budget's decision).
     router_failure: Option<RouterFailure>,
     origin: Origin,
+    /// Inbound: the app asked callers to wait before retrying (see [`pushback`]).
+    pushback: bool,
     /// The report is decided and recorded (or there is none).
     finished: bool,
 }
@@ -155,6 +158,7 @@ impl Stream {
             }
             Direction::Inbound => {
                 let extracted = if may_fail {
+                    self.pushback = pushback::asks_to_wait(&ResponseHeaders(host), head.status);
                     extract::from_app(&ResponseHeaders(host), &config.errors)
                 } else {
                     Extracted::Absent
@@ -259,6 +263,8 @@ impl Stream {
         let facts = match self.pending.take() {
             Some(Pending::Trailers(from_headers)) if inbound => {
                 let is_error = trailers_error();
+                // gRPC sends its pushback with the status.
+                self.pushback |= is_error && pushback::asks_to_wait(&Trailers(host), 200);
                 let errors = &plugin.config.errors;
                 let extracted = from_headers.or_else(|| extract::from_app(&Trailers(host), errors));
                 ResponseFacts {
@@ -397,14 +403,16 @@ impl Stream {
 
     /// Whether this hop tells its caller it may retry a retryable failure. Outbound: not if
     /// this sidecar's route retries the request (it retried already, or its budget refused:
-    /// an app retrying on top would multiply attempts or defeat the budget). Inbound, in
-    /// `nearest_hop` mode: only if the failure started in this service.
+    /// an app retrying on top would multiply attempts or defeat the budget). Inbound: not if
+    /// the app pushed back, and in `nearest_hop` mode only if the failure started here.
     fn caller_may_retry(&self, plugin: &Plugin, report: &ErrorReport) -> bool {
         let config = &plugin.config;
         match config.direction {
             Direction::Outbound => !self.retry.as_ref().is_some_and(|g| g.retries_here),
             Direction::Inbound => {
-                config.retry_layers != RetryLayers::NearestHop || report.origin == config.service
+                !self.pushback
+                    && (config.retry_layers != RetryLayers::NearestHop
+                        || report.origin == config.service)
             }
         }
     }

@@ -27,6 +27,7 @@ pub fn bootstrap(mesh: &Mesh, service: &Service, options: &BootstrapOptions) -> 
         service.app.port,
         service.app.protocol,
         &service.app.circuit_breaker,
+        None,
     )];
     clusters.extend(service.upstreams.iter().map(|up| {
         cluster(
@@ -35,6 +36,7 @@ pub fn bootstrap(mesh: &Mesh, service: &Service, options: &BootstrapOptions) -> 
             up.port,
             up.protocol,
             &up.circuit_breaker,
+            Some(&up.policy),
         )
     }));
     Bootstrap {

@@ -3,10 +3,11 @@
 use std::time::Duration;
 
 use envoy_types::pb::envoy::config::cluster::v3::{
-    circuit_breakers, cluster, CircuitBreakers, Cluster,
+    circuit_breakers, cluster, CircuitBreakers, Cluster, OutlierDetection as EnvoyOutlier,
 };
 use envoy_types::pb::envoy::config::core::v3::{
-    address, socket_address, Address, Http2ProtocolOptions, RoutingPriority, SocketAddress,
+    address, health_check, socket_address, Address, HealthCheck as EnvoyHealthCheck,
+    Http2ProtocolOptions, RoutingPriority, SocketAddress,
 };
 use envoy_types::pb::envoy::config::endpoint::v3::{
     lb_endpoint, ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints,
@@ -14,10 +15,13 @@ use envoy_types::pb::envoy::config::endpoint::v3::{
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
     http_protocol_options, HttpProtocolOptions,
 };
+use envoy_types::pb::envoy::r#type::v3::{CodecClientType, Percent};
 use envoy_types::pb::google::protobuf::UInt32Value;
 
 use super::any::{duration, pack};
-use crate::model::{CircuitBreaker, Protocol};
+use crate::model::{
+    CircuitBreaker, HealthCheck, LoadBalancing, OutlierDetection, Protocol, UpstreamPolicy,
+};
 
 /// Name of the cluster that reaches the sidecar's own app.
 pub const LOCAL_APP_CLUSTER: &str = "local_app";
@@ -26,13 +30,15 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A cluster with one endpoint: STATIC for an IP address, STRICT_DNS for a host name. Its
 /// circuit breaker is always explicit: Envoy's defaults allow only 3 retries in flight, which
-/// would silently override the retry budget.
+/// would silently override the retry budget. `policy`: an upstream's (the local app's cluster
+/// has none).
 pub fn cluster(
     name: &str,
     host: &str,
     port: u16,
     protocol: Protocol,
     breaker: &CircuitBreaker,
+    policy: Option<&UpstreamPolicy>,
 ) -> Cluster {
     let discovery = if host.parse::<std::net::IpAddr>().is_ok() {
         cluster::DiscoveryType::Static
@@ -61,6 +67,9 @@ pub fn cluster(
         }),
         ..Default::default()
     };
+    if let Some(p) = policy {
+        apply_policy(&mut c, p, protocol);
+    }
     if protocol == Protocol::Http2 {
         let options = HttpProtocolOptions {
             upstream_protocol_options: Some(
@@ -82,6 +91,66 @@ pub fn cluster(
         );
     }
     c
+}
+
+fn apply_policy(c: &mut Cluster, p: &UpstreamPolicy, protocol: Protocol) {
+    c.lb_policy = match p.load_balancing {
+        LoadBalancing::LeastRequest => cluster::LbPolicy::LeastRequest,
+        LoadBalancing::RoundRobin => cluster::LbPolicy::RoundRobin,
+        LoadBalancing::Random => cluster::LbPolicy::Random,
+    } as i32;
+    c.connect_timeout = Some(duration(p.connect_timeout));
+    c.outlier_detection = p.outlier_detection.as_ref().map(outlier_detection);
+    c.health_checks = p
+        .health_check
+        .iter()
+        .map(|h| health_check(h, protocol))
+        .collect();
+    c.common_lb_config = Some(cluster::CommonLbConfig {
+        healthy_panic_threshold: Some(Percent {
+            value: p.panic_threshold_percent,
+        }),
+        ..Default::default()
+    });
+}
+
+fn outlier_detection(o: &OutlierDetection) -> EnvoyOutlier {
+    let n = |value: u32| Some(UInt32Value { value });
+    EnvoyOutlier {
+        consecutive_5xx: n(o.consecutive_5xx),
+        consecutive_gateway_failure: n(o.consecutive_gateway_failure),
+        // Envoy counts gateway failures but does not eject on them unless told to.
+        enforcing_consecutive_gateway_failure: n(100),
+        enforcing_consecutive_5xx: n(100),
+        interval: Some(duration(o.interval)),
+        base_ejection_time: Some(duration(o.base_ejection_time)),
+        max_ejection_time: Some(duration(o.max_ejection_time)),
+        // Envoy takes a whole percent here; at least one host can always be ejected.
+        max_ejection_percent: n(o.max_ejection_percent.round() as u32),
+        ..Default::default()
+    }
+}
+
+fn health_check(h: &HealthCheck, protocol: Protocol) -> EnvoyHealthCheck {
+    let n = |value: u32| Some(UInt32Value { value });
+    let codec = match protocol {
+        Protocol::Http1 => CodecClientType::Http1,
+        Protocol::Http2 => CodecClientType::Http2,
+    };
+    EnvoyHealthCheck {
+        timeout: Some(duration(h.timeout)),
+        interval: Some(duration(h.interval)),
+        unhealthy_threshold: n(h.unhealthy_threshold),
+        healthy_threshold: n(h.healthy_threshold),
+        health_checker: Some(health_check::HealthChecker::HttpHealthCheck(
+            health_check::HttpHealthCheck {
+                path: h.path.clone(),
+                codec_client_type: codec as i32,
+                ..Default::default()
+            },
+        )),
+        ..Default::default()
+    }
 }
 
 fn circuit_breakers(b: &CircuitBreaker) -> CircuitBreakers {

@@ -6,6 +6,7 @@
 //! - [`routes`]: route matches, and routes an earlier route makes unreachable;
 //! - [`retry`]: route retry policies and upstream retry budgets;
 //! - [`circuit_breaker`]: circuit-breaker thresholds;
+//! - [`upstream_policy`]: load balancing, outlier detection, health checks, timeouts;
 //! - [`topology`]: what spans services: sockets shared on a host, and call cycles;
 //! - [`values`]: ports, durations, host names.
 
@@ -14,6 +15,7 @@ mod retry;
 mod routes;
 mod service;
 mod topology;
+mod upstream_policy;
 mod values;
 
 use std::collections::HashMap;

@@ -6,6 +6,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use super::circuit_breaker::circuit_breaker;
 use super::retry::retry_budget;
 use super::routes::{check_shadowed, route};
+use super::upstream_policy::upstream_policy;
 use super::values::{duration, is_host_name, port};
 use crate::model::{App, Service, Sidecar, Upstream};
 use crate::problems::Collector;
@@ -85,6 +86,7 @@ pub(super) fn service(i: usize, s: &ServiceSpec, spec: &MeshSpec, c: &mut Collec
         let retry_budget = retry_budget(&up.retry_budget, &format!("{at}.retry_budget"), c);
         let circuit_breaker =
             circuit_breaker(&up.circuit_breaker, &format!("{at}.circuit_breaker"), c);
+        let policy = upstream_policy(up, &at, c);
         if let Some(t) = target {
             upstreams.push(Upstream {
                 service: t.name.clone(),
@@ -93,6 +95,7 @@ pub(super) fn service(i: usize, s: &ServiceSpec, spec: &MeshSpec, c: &mut Collec
                 protocol: t.app.protocol,
                 retry_budget,
                 circuit_breaker,
+                policy,
                 routes: routes.into_iter().map(|(_, route, _)| route).collect(),
             });
         }

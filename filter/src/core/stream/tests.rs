@@ -851,3 +851,46 @@ fn nearest_hop_marks_deeper_failures_not_retryable() {
         Some("true")
     );
 }
+
+#[test]
+fn an_app_that_pushes_back_is_not_retried() {
+    let store = Shared::default();
+    let p = inbound();
+    let retryable = |run: &Run| {
+        run.host
+            .get(Map::ResponseHeaders, "x-meshkit-error-retryable")
+            .or_else(|| {
+                run.host
+                    .get(Map::ResponseTrailers, "x-meshkit-error-retryable")
+            })
+    };
+    for (status, headers, expected) in [
+        (503, vec![("retry-after", "5")], "false"),
+        (503, vec![("retry-after", "0")], "true"),
+        (503, vec![("grpc-retry-pushback-ms", "-1")], "false"),
+        (500, vec![("retry-after", "5")], "true"),
+    ] {
+        let mut run = Run::new(&p, &store, &[]);
+        run.request();
+        let mut all = vec![("x-app-error-code", "CM503001")];
+        all.extend(headers.iter().copied());
+        run.upstream_response(status, &all, None, true);
+        assert_eq!(
+            retryable(&run).as_deref(),
+            Some(expected),
+            "{status} {headers:?}"
+        );
+        let host = run.log();
+        assert_eq!(host.log(FilterField::ErrorRetryable), Some(expected));
+    }
+    // gRPC: status, code and pushback arrive in trailers.
+    let mut run = Run::new(&p, &store, &[]);
+    run.request();
+    run.upstream_response(200, &[("content-type", "application/grpc")], None, false);
+    run.trailers(&[
+        ("grpc-status", "14"),
+        ("x-app-error-code", "CM503001"),
+        ("grpc-retry-pushback-ms", "-1"),
+    ]);
+    assert_eq!(retryable(&run).as_deref(), Some("false"));
+}
