@@ -87,6 +87,7 @@ impl Pair {
             app_listener,
             DemoAppConfig {
                 name: "b".into(),
+                instance: "b".into(),
                 calls: vec![],
             },
         )?;

@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 /// One line from one sidecar's stdout.
 #[derive(Debug, Clone)]
 pub struct AccessLine {
-    /// The service whose sidecar wrote the line.
+    /// The instance whose sidecar wrote the line (a service's name for its first instance).
     pub sidecar: String,
     pub raw: String,
     /// `None` if the line is not JSON (which would be a bug worth seeing in a test).

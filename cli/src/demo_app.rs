@@ -2,7 +2,8 @@
 //! latency and body, and otherwise calls its upstreams through its sidecar's outbound listener.
 //!
 //! Behaviour is set per request, so a test can make any hop fail. Directives come in the
-//! `x-demo` header or the `demo` query parameter, as `;`-separated `<service>.<key>=<value>`:
+//! `x-demo` header or the `demo` query parameter, as `;`-separated `<service>.<key>=<value>`
+//! (`<service>` may also name one replica, `<service>-<k>`, or `*` for every app):
 //!
 //! - `status=<code>`: answer with this status instead of calling upstreams;
 //! - `code=<APPCODE>`: set the `x-app-error-code` response header;
@@ -53,6 +54,9 @@ pub struct UpstreamCall {
 #[derive(Debug, Clone)]
 pub struct DemoAppConfig {
     pub name: String,
+    /// This instance's name (a replica's `<service>-<k>`): directives addressed to it apply
+    /// only here, so a test can make one replica fail.
+    pub instance: String,
     pub calls: Vec<UpstreamCall>,
 }
 
@@ -115,7 +119,7 @@ struct Behaviour {
     headers: Vec<(String, String)>,
 }
 
-fn behaviour(me: &str, directives: &str) -> Behaviour {
+fn behaviour(me: &str, instance: &str, directives: &str) -> Behaviour {
     let mut b = Behaviour::default();
     for d in directives.split(';') {
         let Some((target, value)) = d.trim().split_once('=') else {
@@ -124,7 +128,7 @@ fn behaviour(me: &str, directives: &str) -> Behaviour {
         let Some((service, key)) = target.split_once('.') else {
             continue;
         };
-        if service != me && service != "*" {
+        if service != me && service != instance && service != "*" {
             continue;
         }
         match key {
@@ -158,7 +162,7 @@ async fn handle(
             }
         }
     }
-    let b = behaviour(&config.name, &directives);
+    let b = behaviour(&config.name, &config.instance, &directives);
     if let Some(latency) = b.latency {
         tokio::time::sleep(latency).await;
     }
@@ -262,19 +266,29 @@ mod tests {
     fn directives_target_one_service() {
         let b = behaviour(
             "users",
+            "users",
             "users.status=503;users.code=CM503001;recipes.status=500",
+        );
+        // A replica answers what is addressed to its service or to itself.
+        assert_eq!(
+            behaviour("users", "users-1", "users-1.status=503").status,
+            Some(503)
+        );
+        assert_eq!(
+            behaviour("users", "users", "users-1.status=503").status,
+            None
         );
         assert_eq!(b.status, Some(503));
         assert_eq!(b.code.as_deref(), Some("CM503001"));
         assert_eq!(
-            behaviour("frontend", "users.status=503"),
+            behaviour("frontend", "frontend", "users.status=503"),
             Behaviour::default()
         );
     }
 
     #[test]
     fn wildcard_latency_and_garbage() {
-        let b = behaviour("a", "*.latency=20ms; junk ;a.status=999;=;.=x");
+        let b = behaviour("a", "a", "*.latency=20ms; junk ;a.status=999;=;.=x");
         assert_eq!(b.latency, Some(Duration::from_millis(20)));
         assert_eq!(b.status, None, "out-of-range status ignored");
     }

@@ -1,5 +1,7 @@
-//! A whole mesh on 127.0.0.1: one demo app and one stock Envoy per service, from SDK-generated
-//! config. `meshkit up` and the integration tests both run it.
+//! A whole mesh on 127.0.0.1: one demo app and one stock Envoy per service instance (a service
+//! and each of its replicas), from SDK-generated config. `meshkit up` and the integration tests
+//! both run it. Instances are named as `Service::instance_name` names them: the first by its
+//! service's name, replicas `<service>-<k>`.
 //!
 //! Start-up is all or nothing: ports are checked before anything starts, and if any sidecar
 //! fails to become ready every process already started is stopped before the error returns.
@@ -51,8 +53,30 @@ pub struct LocalMesh {
     pub mesh: Mesh,
     pub access_log: Arc<AccessLog>,
     pub run_dir: PathBuf,
+    /// Tagged with the instance name.
     envoys: Vec<EnvoyProcess>,
-    apps: Vec<(String, DemoApp)>,
+    /// (service, instance, app).
+    apps: Vec<(String, String, DemoApp)>,
+}
+
+/// One instance of a service: its name and its config as a service of its own.
+struct Instance {
+    name: String,
+    spec: Service,
+}
+
+fn instances(mesh: &Mesh) -> Vec<Instance> {
+    mesh.services
+        .iter()
+        .flat_map(|s| {
+            (0..s.instance_count()).filter_map(move |k| {
+                Some(Instance {
+                    name: s.instance_name(k),
+                    spec: s.instance(k)?,
+                })
+            })
+        })
+        .collect()
 }
 
 impl LocalMesh {
@@ -80,21 +104,29 @@ impl LocalMesh {
             apps: Vec::new(),
             mesh: mesh.clone(),
         };
-        for (service, listener) in app_listeners {
-            let app = DemoApp::start(listener, demo_app_config(&service))?;
-            local.apps.push((service.name, app));
+        for (instance, listener) in app_listeners {
+            let app = DemoApp::start(listener, demo_app_config(&instance.spec, &instance.name))?;
+            local
+                .apps
+                .push((instance.spec.name.clone(), instance.name, app));
         }
-        for (service, file) in mesh.services.iter().zip(&files) {
-            let admin = admin_addr(service);
+        for file in &files {
+            let Some(service) = mesh.service(&file.service) else {
+                continue;
+            };
+            let name = service.instance_name(file.instance);
+            let Some(instance) = service.instance(file.instance) else {
+                continue;
+            };
             let cmd = EnvoyCommand {
                 binary: options.envoy.clone(),
                 config: options.run_dir.join(&file.file_name),
-                base_id: u32::from(service.sidecar.admin_port),
+                base_id: u32::from(instance.sidecar.admin_port),
                 concurrency: options.concurrency,
-                log_path: options.run_dir.join(format!("{}.envoy.log", service.name)),
+                log_path: options.run_dir.join(format!("{name}.envoy.log")),
                 discard_access_log: false,
             };
-            let envoy = EnvoyProcess::spawn(&service.name, admin, &cmd, access_log.clone());
+            let envoy = EnvoyProcess::spawn(&name, admin_addr(&instance), &cmd, access_log.clone());
             match envoy {
                 Ok(e) => local.envoys.push(e),
                 Err(e) => {
@@ -125,33 +157,65 @@ impl LocalMesh {
         Ok(local)
     }
 
-    /// The inbound listener of `service`'s sidecar: where its callers connect.
-    pub fn inbound(&self, service: &str) -> Option<SocketAddr> {
-        let s = self.mesh.service(service)?;
+    /// Instance `name` (a service's name means its first instance) as a service of its own.
+    fn instance(&self, name: &str) -> Option<Service> {
+        self.mesh.services.iter().find_map(|s| {
+            (0..s.instance_count())
+                .find(|&k| s.instance_name(k) == name)
+                .and_then(|k| s.instance(k))
+        })
+    }
+
+    /// The inbound listener of instance `name`'s sidecar (a service's name: its first
+    /// instance): where its callers connect.
+    pub fn inbound(&self, name: &str) -> Option<SocketAddr> {
+        let s = self.instance(name)?;
         let ip: IpAddr = s.sidecar.address.parse().ok()?;
         Some(SocketAddr::new(ip, s.sidecar.inbound_port))
     }
 
-    pub fn admin(&self, service: &str) -> Option<SocketAddr> {
-        self.mesh.service(service).map(admin_addr)
+    /// The admin address of instance `name`'s sidecar.
+    pub fn admin(&self, name: &str) -> Option<SocketAddr> {
+        self.instance(name).as_ref().map(admin_addr)
     }
 
-    /// Stops `service`'s app (listener and connections), leaving its sidecar running.
+    /// Stops the app of every instance of `service` (listener and connections), leaving the
+    /// sidecars running.
     pub fn stop_app(&mut self, service: &str) -> bool {
         let before = self.apps.len();
-        self.apps.retain(|(name, _)| name != service);
+        self.apps.retain(|(s, _, _)| s != service);
         before != self.apps.len()
     }
 
-    /// Stops `service`'s sidecar Envoy and its app: the whole service instance is gone, so its
+    /// Stops every instance of `service`, sidecars and apps: the whole service is gone, so its
     /// callers' sidecars fail to connect (`UF`).
     pub async fn stop_service(&mut self, service: &str) -> bool {
-        let mut found = self.stop_app(service);
-        for envoy in self.envoys.iter_mut().filter(|e| e.service == service) {
+        let names: Vec<String> = self
+            .mesh
+            .service(service)
+            .map(|s| {
+                (0..s.instance_count())
+                    .map(|k| s.instance_name(k))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut found = false;
+        for name in names {
+            found |= self.stop_instance(&name).await;
+        }
+        found
+    }
+
+    /// Stops one instance, its sidecar (SIGTERM) and its app.
+    pub async fn stop_instance(&mut self, name: &str) -> bool {
+        let before = self.apps.len();
+        self.apps.retain(|(_, instance, _)| instance != name);
+        let mut found = before != self.apps.len();
+        for envoy in self.envoys.iter_mut().filter(|e| e.service == name) {
             envoy.stop(Duration::from_secs(5)).await;
             found = true;
         }
-        self.envoys.retain(|e| e.service != service);
+        self.envoys.retain(|e| e.service != name);
         found
     }
 
@@ -164,7 +228,7 @@ impl LocalMesh {
         self.apps.clear();
     }
 
-    /// Services whose sidecar is running.
+    /// Instances whose sidecar is running.
     pub fn running_sidecars(&self) -> Vec<String> {
         self.envoys.iter().map(|e| e.service.clone()).collect()
     }
@@ -174,7 +238,7 @@ fn admin_addr(s: &Service) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], s.sidecar.admin_port))
 }
 
-fn demo_app_config(service: &Service) -> DemoAppConfig {
+fn demo_app_config(service: &Service, instance: &str) -> DemoAppConfig {
     let via = SocketAddr::from(([127, 0, 0, 1], service.sidecar.outbound_port));
     let calls = service
         .upstreams
@@ -189,6 +253,7 @@ fn demo_app_config(service: &Service) -> DemoAppConfig {
         .collect();
     DemoAppConfig {
         name: service.name.clone(),
+        instance: instance.to_string(),
         calls,
     }
 }
@@ -198,17 +263,15 @@ fn demo_app_config(service: &Service) -> DemoAppConfig {
 async fn claim_ports(
     mesh: &Mesh,
     external: &[String],
-) -> anyhow::Result<Vec<(Service, TcpListener)>> {
+) -> anyhow::Result<Vec<(Instance, TcpListener)>> {
     let mut apps = Vec::new();
-    for s in mesh.services.iter().filter(|s| !external.contains(&s.name)) {
-        let owner = format!("{} app", s.name);
-        apps.push((s.clone(), bind(s.app.address, s.app.port, &owner).await?));
-    }
-    for s in &mesh.services {
+    let all = instances(mesh);
+    for i in &all {
+        let s = &i.spec;
         let Ok(ip) = s.sidecar.address.parse::<IpAddr>() else {
             bail!(
-                "{}: sidecar.address {:?} must be an IP address to run the mesh locally",
-                s.name,
+                "{}: sidecar address {:?} must be an IP address to run the mesh locally",
+                i.name,
                 s.sidecar.address
             );
         };
@@ -218,8 +281,13 @@ async fn claim_ports(
             (loopback, s.sidecar.outbound_port, "outbound listener"),
             (loopback, s.sidecar.admin_port, "admin"),
         ] {
-            drop(bind(ip, port, &format!("{} sidecar {what}", s.name)).await?);
+            drop(bind(ip, port, &format!("{} sidecar {what}", i.name)).await?);
         }
+    }
+    for i in all.into_iter().filter(|i| !external.contains(&i.spec.name)) {
+        let owner = format!("{} app", i.name);
+        let listener = bind(i.spec.app.address, i.spec.app.port, &owner).await?;
+        apps.push((i, listener));
     }
     Ok(apps)
 }

@@ -26,30 +26,39 @@ pub struct RenderOptions {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GeneratedFile {
     pub service: String,
+    /// Which instance of the service (0 is the first; see `Service::instance_name`).
+    pub instance: usize,
     pub file_name: String,
     pub contents: String,
 }
 
-/// Renders every sidecar's bootstrap, in spec order. All or nothing: an error leaves no file.
+/// Renders every sidecar's bootstrap, in spec order (a service's replicas after its first
+/// instance). All or nothing: an error leaves no file.
 pub fn generate(mesh: &Mesh, options: &RenderOptions) -> Result<Vec<GeneratedFile>, RenderError> {
     let bootstrap_options = BootstrapOptions {
         wasm_path: (!options.bare).then(|| options.wasm_path.clone()),
     };
-    mesh.services
-        .iter()
-        .map(|service| {
-            let b = bootstrap(mesh, service, &bootstrap_options);
+    let mut files = Vec::new();
+    for service in &mesh.services {
+        for index in 0..service.instance_count() {
+            let Some(instance) = service.instance(index) else {
+                continue;
+            };
+            let name = service.instance_name(index);
+            let b = bootstrap(mesh, &instance, &name, &bootstrap_options);
             let (contents, ext) = match options.format {
                 OutputFormat::Json => (bootstrap_json(&b)?, "json"),
                 OutputFormat::Yaml => (bootstrap_yaml(&b)?, "yaml"),
             };
-            Ok(GeneratedFile {
+            files.push(GeneratedFile {
                 service: service.name.clone(),
-                file_name: format!("{}.{ext}", service.name),
+                instance: index,
+                file_name: format!("{name}.{ext}"),
                 contents,
-            })
-        })
-        .collect()
+            });
+        }
+    }
+    Ok(files)
 }
 
 /// Writes rendered files into `dir` (created if needed). Each file is written to a temporary

@@ -17,8 +17,9 @@ use serde_aux::serde_introspection::serde_introspect;
 use crate::model::Mesh;
 use crate::problems::{Problem, Problems};
 use crate::spec::{
-    AppSpec, BackoffSpec, CircuitBreakerSpec, MatchSpec, MeshSpec, RetryBudgetSpec, RetrySpec,
-    RouteSpec, ServiceSpec, SidecarSpec, UpstreamSpec,
+    AppSpec, BackoffSpec, CircuitBreakerSpec, HealthCheckSpec, MatchSpec, MeshSpec,
+    OutlierDetectionSpec, ReplicaSpec, RetryBudgetSpec, RetrySpec, RouteSpec, ServiceSpec,
+    SidecarSpec, UpstreamSpec,
 };
 use crate::validate::validate;
 use meshkit_filter::core::config::ErrorSettings;
@@ -279,6 +280,9 @@ fn fields_at(path: &str) -> Option<&'static [&'static str]> {
             fields::<CircuitBreakerSpec>()
         }
         "services.sidecar" => fields::<SidecarSpec>(),
+        "services.replicas" => fields::<ReplicaSpec>(),
+        "services.upstreams.outlier_detection" => fields::<OutlierDetectionSpec>(),
+        "services.upstreams.health_check" => fields::<HealthCheckSpec>(),
         "services.upstreams" => fields::<UpstreamSpec>(),
         "services.upstreams.retry_budget" => fields::<RetryBudgetSpec>(),
         "services.upstreams.routes" => fields::<RouteSpec>(),

@@ -24,7 +24,45 @@ pub struct Service {
     pub app: App,
     pub sidecar: Sidecar,
     pub local_replies: LocalReplies,
+    /// Instances after the first (`app` and `sidecar`), in spec order.
+    pub replicas: Vec<Replica>,
     pub upstreams: Vec<Upstream>,
+}
+
+/// One more instance of a service: its app's port and its sidecar.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Replica {
+    pub app_port: u16,
+    pub sidecar: Sidecar,
+}
+
+impl Service {
+    /// How many instances run: the first, plus the replicas.
+    pub fn instance_count(&self) -> usize {
+        1 + self.replicas.len()
+    }
+
+    /// The name of instance `index` (0 is the first): the service's own name, then
+    /// `<service>-1`, `<service>-2`, … It names the sidecar's files, node id and processes.
+    pub fn instance_name(&self, index: usize) -> String {
+        match index {
+            0 => self.name.clone(),
+            k => format!("{}-{k}", self.name),
+        }
+    }
+
+    /// Instance `index` seen as a service of its own: the same service with that instance's
+    /// app port and sidecar. What a sidecar's config is rendered from.
+    pub fn instance(&self, index: usize) -> Option<Service> {
+        let mut s = self.clone();
+        if let Some(r) = index.checked_sub(1) {
+            let r = self.replicas.get(r)?;
+            s.app.port = r.app_port;
+            s.sidecar = r.sidecar.clone();
+        }
+        s.replicas.clear();
+        Some(s)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -71,9 +109,8 @@ pub struct Sidecar {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Upstream {
     pub service: String,
-    /// Where the upstream's sidecar inbound listener is.
-    pub address: String,
-    pub port: u16,
+    /// Every instance's sidecar inbound listener: (address, port).
+    pub endpoints: Vec<(String, u16)>,
     /// The upstream app's protocol, spoken sidecar to sidecar too.
     pub protocol: Protocol,
     /// `None` when the budget is disabled.

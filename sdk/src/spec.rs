@@ -38,8 +38,26 @@ pub struct ServiceSpec {
     /// `headers_and_body` (default).
     #[serde(default)]
     pub local_replies: LocalReplies,
+    /// More instances of this service, each its own app and sidecar, configured like the
+    /// first (`app` and `sidecar` above). Callers balance over all of them.
+    #[serde(default)]
+    pub replicas: Vec<ReplicaSpec>,
     #[serde(default)]
     pub upstreams: Vec<UpstreamSpec>,
+}
+
+/// Where one more instance of a service runs: its app's port and its sidecar's address and
+/// ports. Everything else is the service's.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ReplicaSpec {
+    /// How callers reach this replica's sidecar. Default: the service's `sidecar.address`.
+    pub address: Option<String>,
+    /// The IP its inbound listener binds (see `sidecar.listen_address`).
+    pub listen_address: Option<String>,
+    pub app_port: i64,
+    pub inbound_port: i64,
+    pub outbound_port: i64,
+    pub admin_port: i64,
 }
 
 /// The local application the sidecar fronts.

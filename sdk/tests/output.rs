@@ -16,7 +16,8 @@ fn scratch(name: &str) -> PathBuf {
 
 fn file(name: &str, contents: &str) -> GeneratedFile {
     GeneratedFile {
-        service: name.split('.').next().unwrap().to_string(),
+        service: name.split(".").next().unwrap().to_string(),
+        instance: 0,
         file_name: name.to_string(),
         contents: contents.to_string(),
     }

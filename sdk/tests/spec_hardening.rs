@@ -69,7 +69,10 @@ fn sidecars_reached_by_dns_name_listen_on_every_interface() {
     assert_eq!(payments.sidecar.address, "payments.internal");
     assert_eq!(payments.sidecar.listen_address.to_string(), "0.0.0.0");
     let orders = mesh.service("orders").unwrap();
-    assert_eq!(orders.upstreams[0].address, "payments.internal");
+    assert_eq!(
+        orders.upstreams[0].endpoints,
+        [("payments.internal".to_string(), 8003)]
+    );
     // An IP address is listened on as given, unless told otherwise.
     assert_eq!(
         orders.sidecar.listen_address.to_string(),

@@ -44,7 +44,7 @@ fn the_valid_spec_loads() {
     let mesh = load_str(VALID, Format::Yaml).unwrap();
     assert_eq!(mesh.services.len(), 2);
     let up = &mesh.services[0].upstreams[0];
-    assert_eq!((up.service.as_str(), up.port), ("users", 8002));
+    assert_eq!((up.service.as_str(), up.endpoints[0].1), ("users", 8002));
     assert_eq!(up.routes[0].retry.as_ref().unwrap().num_retries, 2);
 }
 

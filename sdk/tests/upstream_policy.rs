@@ -171,3 +171,72 @@ fn policies_render_to_envoy_cluster_fields() {
     assert_eq!(local["name"], "local_app");
     assert!(local.get("outlier_detection").is_none());
 }
+
+#[test]
+fn replicas_are_instances_callers_balance_over() {
+    let spec = SPEC.replace("POLICY", "").replace(
+        "    sidecar: { inbound_port: 8002, outbound_port: 8102, admin_port: 9002 }\n",
+        "    sidecar: { inbound_port: 8002, outbound_port: 8102, admin_port: 9002 }\n    replicas:\n      - { app_port: 8092, inbound_port: 8012, outbound_port: 8112, admin_port: 9012 }\n      - { address: payments-2.internal, app_port: 8082, inbound_port: 8002, outbound_port: 8102, admin_port: 9002 }\n",
+    );
+    let mesh = load_str(&spec, Format::Yaml).unwrap();
+    let payments = mesh.service("payments").unwrap();
+    assert_eq!(payments.instance_count(), 3);
+    assert_eq!(payments.instance_name(2), "payments-2");
+    let up = &mesh.services[0].upstreams[0];
+    assert_eq!(
+        up.endpoints,
+        [
+            ("127.0.0.1".to_string(), 8002),
+            ("127.0.0.1".to_string(), 8012),
+            ("payments-2.internal".to_string(), 8002)
+        ]
+    );
+    let files = generate(
+        &mesh,
+        &RenderOptions {
+            wasm_path: "meshkit_filter.wasm".into(),
+            format: OutputFormat::Json,
+            bare: false,
+        },
+    )
+    .unwrap();
+    let names: Vec<&str> = files.iter().map(|f| f.file_name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "orders.json",
+            "payments.json",
+            "payments-1.json",
+            "payments-2.json"
+        ]
+    );
+    let replica: serde_json::Value = serde_json::from_str(&files[2].contents).unwrap();
+    assert_eq!(replica["node"]["id"], "payments-1-sidecar");
+    assert_eq!(
+        replica["admin"]["address"]["socket_address"]["port_value"],
+        9012
+    );
+    let orders: serde_json::Value = serde_json::from_str(&files[0].contents).unwrap();
+    let cluster = &orders["static_resources"]["clusters"][1];
+    assert_eq!(cluster["type"], "STRICT_DNS", "one replica is named");
+    assert_eq!(
+        cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    // Replicas on the local host need ports of their own.
+    let clash = spec.replace("app_port: 8092", "app_port: 8081");
+    let p = match load_str(&clash, Format::Yaml) {
+        Err(Problems(p)) => p,
+        Ok(_) => panic!("a port used twice on one host"),
+    };
+    assert!(
+        p.iter().any(|p| {
+            p.to_string()
+            == "services[1].replicas[0].app_port: port 8081 is already used by services[0].app.port"
+        }),
+        "{p:?}"
+    );
+}

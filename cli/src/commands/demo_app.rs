@@ -16,7 +16,15 @@ pub async fn run(
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| Failure::new(Exit::Environment, format!("listen on {listen}: {e}")))?;
-    let _app = DemoApp::start(listener, DemoAppConfig { name, calls }).exit(Exit::Environment)?;
+    let _app = DemoApp::start(
+        listener,
+        DemoAppConfig {
+            instance: name.clone(),
+            name,
+            calls,
+        },
+    )
+    .exit(Exit::Environment)?;
     eprintln!("demo app listening on {listen}; Ctrl-C to stop");
     stop_signal(None).await;
     Ok(())

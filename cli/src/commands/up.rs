@@ -21,6 +21,7 @@ pub struct UpArgs {
 
 pub async fn run(args: UpArgs) -> Result<(), Failure> {
     let mesh = load(&args.spec)?;
+    let instance_count: usize = mesh.services.iter().map(|s| s.instance_count()).sum();
     let options = LocalMeshOptions {
         envoy: locate::pinned_envoy()?,
         wasm: locate::wasm()?,
@@ -34,8 +35,8 @@ pub async fn run(args: UpArgs) -> Result<(), Failure> {
     eprintln!(
         "starting mesh {:?}: {} demo apps and {} Envoy sidecars ({} worker{} each)",
         mesh.name,
-        mesh.services.len(),
-        mesh.services.len(),
+        instance_count,
+        instance_count,
         options.concurrency,
         if options.concurrency == 1 { "" } else { "s" }
     );
@@ -72,16 +73,18 @@ fn print_banner(mesh: &Mesh, options: &LocalMeshOptions) {
         mesh.name,
         options.run_dir.display()
     );
-    let width = mesh
+    let instances: Vec<(String, meshkit_sdk::model::Service)> = mesh
         .services
         .iter()
-        .map(|s| s.name.len())
-        .max()
-        .unwrap_or(0);
-    for s in &mesh.services {
+        .flat_map(|s| {
+            (0..s.instance_count()).filter_map(move |k| Some((s.instance_name(k), s.instance(k)?)))
+        })
+        .collect();
+    let width = instances.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
+    for (name, s) in &instances {
         eprintln!(
             "  {:<width$}  inbound http://{}:{}  outbound 127.0.0.1:{}  admin http://127.0.0.1:{}  app {}:{}",
-            s.name,
+            name,
             s.sidecar.address,
             s.sidecar.inbound_port,
             s.sidecar.outbound_port,

@@ -39,6 +39,8 @@ pub enum Source {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ListenerValue {
     Service,
+    /// Which instance of the service (`<service>` for the first, `<service>-<k>` for replicas).
+    Instance,
     Direction,
 }
 
@@ -50,6 +52,10 @@ pub const FIELDS: &[(&str, Source)] = &[
     ),
     ("meshkit.schema_version", Source::Constant(SCHEMA_VERSION)),
     ("service.name", Source::Listener(ListenerValue::Service)),
+    (
+        "service.instance.id",
+        Source::Listener(ListenerValue::Instance),
+    ),
     (
         "meshkit.direction",
         Source::Listener(ListenerValue::Direction),
@@ -127,13 +133,15 @@ pub const FIELDS: &[(&str, Source)] = &[
     ),
 ];
 
-/// The stdout access log with the JSON format above, for `service`'s `direction` listener.
-pub fn stdout_json_access_log(service: &str, direction: Direction) -> AccessLog {
+/// The stdout access log with the JSON format above, for the `direction` listener of
+/// `service`'s sidecar `instance`.
+pub fn stdout_json_access_log(service: &str, instance: &str, direction: Direction) -> AccessLog {
     let fields = FIELDS
         .iter()
         .map(|(key, source)| {
             let value = match source {
                 Source::Listener(ListenerValue::Service) => string(service),
+                Source::Listener(ListenerValue::Instance) => string(instance),
                 Source::Listener(ListenerValue::Direction) => string(direction.as_str()),
                 other => field_value(*other),
             };

@@ -18,13 +18,18 @@ pub struct BootstrapOptions {
     pub wasm_path: Option<String>,
 }
 
-/// The bootstrap of `service`'s sidecar: admin on loopback, inbound and outbound listeners,
-/// the local app cluster and one cluster per upstream.
-pub fn bootstrap(mesh: &Mesh, service: &Service, options: &BootstrapOptions) -> Bootstrap {
+/// The bootstrap of one sidecar: `service` is the instance (see `Service::instance`), named
+/// `instance_name` (its node id). Admin on loopback, inbound and outbound listeners, the local
+/// app cluster and one cluster per upstream, over every replica of it.
+pub fn bootstrap(
+    mesh: &Mesh,
+    service: &Service,
+    instance_name: &str,
+    options: &BootstrapOptions,
+) -> Bootstrap {
     let mut clusters = vec![cluster(
         LOCAL_APP_CLUSTER,
-        &service.app.address.to_string(),
-        service.app.port,
+        &[(service.app.address.to_string(), service.app.port)],
         service.app.protocol,
         &service.app.circuit_breaker,
         None,
@@ -32,8 +37,7 @@ pub fn bootstrap(mesh: &Mesh, service: &Service, options: &BootstrapOptions) -> 
     clusters.extend(service.upstreams.iter().map(|up| {
         cluster(
             &up.service,
-            &up.address,
-            up.port,
+            &up.endpoints,
             up.protocol,
             &up.circuit_breaker,
             Some(&up.policy),
@@ -41,7 +45,7 @@ pub fn bootstrap(mesh: &Mesh, service: &Service, options: &BootstrapOptions) -> 
     }));
     Bootstrap {
         node: Some(Node {
-            id: format!("{}-sidecar", service.name),
+            id: format!("{instance_name}-sidecar"),
             cluster: service.name.clone(),
             metadata: Some(Struct {
                 fields: [("meshkit.mesh".to_string(), string_value(&mesh.name))].into(),
@@ -54,8 +58,8 @@ pub fn bootstrap(mesh: &Mesh, service: &Service, options: &BootstrapOptions) -> 
         }),
         static_resources: Some(bootstrap::StaticResources {
             listeners: vec![
-                listener::inbound(mesh, service, options.wasm_path.as_deref()),
-                listener::outbound(mesh, service, options.wasm_path.as_deref()),
+                listener::inbound(mesh, service, instance_name, options.wasm_path.as_deref()),
+                listener::outbound(mesh, service, instance_name, options.wasm_path.as_deref()),
             ],
             clusters,
             ..Default::default()

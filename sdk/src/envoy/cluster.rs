@@ -28,30 +28,35 @@ pub const LOCAL_APP_CLUSTER: &str = "local_app";
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// A cluster with one endpoint: STATIC for an IP address, STRICT_DNS for a host name. Its
-/// circuit breaker is always explicit: Envoy's defaults allow only 3 retries in flight, which
-/// would silently override the retry budget. `policy`: an upstream's (the local app's cluster
-/// has none).
+/// A cluster of `endpoints` (host, port): STATIC when every host is an IP address, else
+/// STRICT_DNS (which resolves names and takes IPs as they are). Its circuit breaker is always
+/// explicit: Envoy's defaults allow only 3 retries in flight, which would silently override
+/// the retry budget. `policy`: an upstream's (the local app's cluster has none).
 pub fn cluster(
     name: &str,
-    host: &str,
-    port: u16,
+    endpoints: &[(String, u16)],
     protocol: Protocol,
     breaker: &CircuitBreaker,
     policy: Option<&UpstreamPolicy>,
 ) -> Cluster {
-    let discovery = if host.parse::<std::net::IpAddr>().is_ok() {
+    let all_ips = endpoints
+        .iter()
+        .all(|(host, _)| host.parse::<std::net::IpAddr>().is_ok());
+    let discovery = if all_ips {
         cluster::DiscoveryType::Static
     } else {
         cluster::DiscoveryType::StrictDns
     };
-    let endpoint = LbEndpoint {
-        host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
-            address: Some(socket(host, port)),
+    let lb_endpoints = endpoints
+        .iter()
+        .map(|(host, port)| LbEndpoint {
+            host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
+                address: Some(socket(host, *port)),
+                ..Default::default()
+            })),
             ..Default::default()
-        })),
-        ..Default::default()
-    };
+        })
+        .collect();
     let mut c = Cluster {
         name: name.into(),
         connect_timeout: Some(duration(CONNECT_TIMEOUT)),
@@ -60,7 +65,7 @@ pub fn cluster(
         load_assignment: Some(ClusterLoadAssignment {
             cluster_name: name.into(),
             endpoints: vec![LocalityLbEndpoints {
-                lb_endpoints: vec![endpoint],
+                lb_endpoints,
                 ..Default::default()
             }],
             ..Default::default()

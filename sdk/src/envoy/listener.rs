@@ -28,7 +28,12 @@ use super::cluster::{socket, LOCAL_APP_CLUSTER};
 use super::wasm_filter::meshkit_http_filter;
 use crate::model::{Mesh, PathMatch, RetryPolicy, Route, Service};
 
-pub fn inbound(mesh: &Mesh, service: &Service, wasm_path: Option<&str>) -> Listener {
+pub fn inbound(
+    mesh: &Mesh,
+    service: &Service,
+    instance: &str,
+    wasm_path: Option<&str>,
+) -> Listener {
     let route = EnvoyRoute {
         r#match: Some(path_match(&PathMatch::Prefix("/".into()))),
         action: Some(route::Action::Route(RouteAction {
@@ -53,6 +58,7 @@ pub fn inbound(mesh: &Mesh, service: &Service, wasm_path: Option<&str>) -> Liste
     listener(
         mesh,
         service,
+        instance,
         Direction::Inbound,
         &service.sidecar.listen_address.to_string(),
         service.sidecar.inbound_port,
@@ -61,7 +67,12 @@ pub fn inbound(mesh: &Mesh, service: &Service, wasm_path: Option<&str>) -> Liste
     )
 }
 
-pub fn outbound(mesh: &Mesh, service: &Service, wasm_path: Option<&str>) -> Listener {
+pub fn outbound(
+    mesh: &Mesh,
+    service: &Service,
+    instance: &str,
+    wasm_path: Option<&str>,
+) -> Listener {
     let routes = service
         .upstreams
         .iter()
@@ -96,6 +107,7 @@ pub fn outbound(mesh: &Mesh, service: &Service, wasm_path: Option<&str>) -> List
     listener(
         mesh,
         service,
+        instance,
         Direction::Outbound,
         "127.0.0.1",
         service.sidecar.outbound_port,
@@ -104,9 +116,11 @@ pub fn outbound(mesh: &Mesh, service: &Service, wasm_path: Option<&str>) -> List
     )
 }
 
+#[allow(clippy::too_many_arguments)] // one listener's every input, each used once
 fn listener(
     mesh: &Mesh,
     service: &Service,
+    instance: &str,
     direction: Direction,
     host: &str,
     port: u16,
@@ -141,7 +155,7 @@ fn listener(
             .into_iter()
             .chain([router()])
             .collect(),
-        access_log: vec![stdout_json_access_log(&service.name, direction)],
+        access_log: vec![stdout_json_access_log(&service.name, instance, direction)],
         // Every peer is treated as external: Envoy strips x-envoy-* request headers (nobody
         // outside the sidecar can set retry counts) ...
         use_remote_address: Some(BoolValue { value: true }),

@@ -8,9 +8,9 @@ use super::retry::retry_budget;
 use super::routes::{check_shadowed, route};
 use super::upstream_policy::upstream_policy;
 use super::values::{duration, is_host_name, port};
-use crate::model::{App, Service, Sidecar, Upstream};
+use crate::model::{App, Replica, Service, Sidecar, Upstream};
 use crate::problems::Collector;
-use crate::spec::{MeshSpec, ServiceSpec, SidecarSpec};
+use crate::spec::{MeshSpec, ServiceSpec};
 
 pub(super) fn service(i: usize, s: &ServiceSpec, spec: &MeshSpec, c: &mut Collector) -> Service {
     let at = format!("services[{i}]");
@@ -34,7 +34,39 @@ pub(super) fn service(i: usize, s: &ServiceSpec, spec: &MeshSpec, c: &mut Collec
             c,
         ),
     };
-    let sidecar = sidecar(&s.sidecar, &format!("{at}.sidecar"), c);
+    let first_sidecar = sidecar(
+        &SidecarAt {
+            address: &s.sidecar.address,
+            listen_address: s.sidecar.listen_address.as_deref(),
+            inbound_port: s.sidecar.inbound_port,
+            outbound_port: s.sidecar.outbound_port,
+            admin_port: s.sidecar.admin_port,
+        },
+        &format!("{at}.sidecar"),
+        c,
+    );
+    let replicas = s
+        .replicas
+        .iter()
+        .enumerate()
+        .map(|(k, r)| {
+            let at = format!("{at}.replicas[{k}]");
+            Replica {
+                app_port: port(r.app_port, &format!("{at}.app_port"), c),
+                sidecar: sidecar(
+                    &SidecarAt {
+                        address: r.address.as_deref().unwrap_or(&s.sidecar.address),
+                        listen_address: r.listen_address.as_deref(),
+                        inbound_port: r.inbound_port,
+                        outbound_port: r.outbound_port,
+                        admin_port: r.admin_port,
+                    },
+                    &at,
+                    c,
+                ),
+            }
+        })
+        .collect();
 
     let mut upstreams = Vec::new();
     let mut seen_upstreams: HashMap<&str, usize> = HashMap::new();
@@ -88,10 +120,17 @@ pub(super) fn service(i: usize, s: &ServiceSpec, spec: &MeshSpec, c: &mut Collec
             circuit_breaker(&up.circuit_breaker, &format!("{at}.circuit_breaker"), c);
         let policy = upstream_policy(up, &at, c);
         if let Some(t) = target {
+            let first = (t.sidecar.address.clone(), t.sidecar.inbound_port);
+            let replicas = t.replicas.iter().map(|r| {
+                let address = r.address.as_ref().unwrap_or(&t.sidecar.address);
+                (address.clone(), r.inbound_port)
+            });
             upstreams.push(Upstream {
                 service: t.name.clone(),
-                address: t.sidecar.address.clone(),
-                port: u16::try_from(t.sidecar.inbound_port).unwrap_or(0),
+                endpoints: std::iter::once(first)
+                    .chain(replicas)
+                    .map(|(address, port)| (address, u16::try_from(port).unwrap_or(0)))
+                    .collect(),
                 protocol: t.app.protocol,
                 retry_budget,
                 circuit_breaker,
@@ -106,18 +145,28 @@ pub(super) fn service(i: usize, s: &ServiceSpec, spec: &MeshSpec, c: &mut Collec
     Service {
         name: s.name.clone(),
         app,
-        sidecar,
+        sidecar: first_sidecar,
         local_replies: s.local_replies,
+        replicas,
         upstreams,
     }
+}
+
+/// A sidecar's address and ports as the spec gives them, for the first instance or a replica.
+struct SidecarAt<'a> {
+    address: &'a str,
+    listen_address: Option<&'a str>,
+    inbound_port: i64,
+    outbound_port: i64,
+    admin_port: i64,
 }
 
 /// Where callers reach the sidecar (`address`: an IP or a DNS name) is not always where it can
 /// listen: a name resolves to the host's address, which the sidecar binds through
 /// `listen_address` (default: `address` itself when it is an IP, else every interface).
-fn sidecar(s: &SidecarSpec, at: &str, c: &mut Collector) -> Sidecar {
+fn sidecar(s: &SidecarAt<'_>, at: &str, c: &mut Collector) -> Sidecar {
     let reach_ip = s.address.parse::<IpAddr>().ok();
-    if reach_ip.is_none() && !is_host_name(&s.address) {
+    if reach_ip.is_none() && !is_host_name(s.address) {
         c.push(
             format!("{at}.address"),
             format!(
@@ -127,7 +176,7 @@ fn sidecar(s: &SidecarSpec, at: &str, c: &mut Collector) -> Sidecar {
             ),
         );
     }
-    let listen_address = match &s.listen_address {
+    let listen_address = match s.listen_address {
         Some(text) => text.parse::<IpAddr>().unwrap_or_else(|_| {
             c.push(
                 format!("{at}.listen_address"),
@@ -138,7 +187,7 @@ fn sidecar(s: &SidecarSpec, at: &str, c: &mut Collector) -> Sidecar {
         None => reach_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
     };
     Sidecar {
-        address: s.address.clone(),
+        address: s.address.to_string(),
         listen_address,
         inbound_port: port(s.inbound_port, &format!("{at}.inbound_port"), c),
         outbound_port: port(s.outbound_port, &format!("{at}.outbound_port"), c),

@@ -5,37 +5,54 @@ use std::collections::{BTreeMap, HashMap};
 use crate::problems::Collector;
 use crate::spec::ServiceSpec;
 
-/// Every listening socket on one host must be distinct. A service's sidecar, its three
+/// Every listening socket on one host must be distinct. An instance's sidecar, its three
 /// listeners and (unless it has an address of its own) its app share one host: the one its
-/// `sidecar.address` names, and loopback or wildcard addresses all mean the local host, where
-/// `meshkit up` runs every service.
+/// sidecar address names, and loopback or wildcard addresses all mean the local host, where
+/// `meshkit up` runs every instance.
 pub(super) fn check_sockets(services: &[ServiceSpec], c: &mut Collector) {
     let mut owners: BTreeMap<(String, i64), String> = BTreeMap::new();
     for (i, s) in services.iter().enumerate() {
         let at = format!("services[{i}]");
-        let host = host_of(&s.sidecar.address);
-        let app_host = match host_of(&s.app.address) {
-            local if local == LOCAL => host.clone(),
-            other => other,
-        };
-        let sockets = [
-            (app_host, s.app.port, format!("{at}.app.port")),
-            (
-                host.clone(),
+        // The first instance, then each replica (on its own host if it names one).
+        let first = (
+            s.sidecar.address.as_str(),
+            [
+                s.app.port,
                 s.sidecar.inbound_port,
-                format!("{at}.sidecar.inbound_port"),
-            ),
-            (
-                host.clone(),
                 s.sidecar.outbound_port,
-                format!("{at}.sidecar.outbound_port"),
-            ),
-            (
-                host.clone(),
                 s.sidecar.admin_port,
+            ],
+            [
+                format!("{at}.app.port"),
+                format!("{at}.sidecar.inbound_port"),
+                format!("{at}.sidecar.outbound_port"),
                 format!("{at}.sidecar.admin_port"),
-            ),
-        ];
+            ],
+        );
+        let replicas = s.replicas.iter().enumerate().map(|(k, r)| {
+            let at = format!("{at}.replicas[{k}]");
+            (
+                r.address.as_deref().unwrap_or(&s.sidecar.address),
+                [r.app_port, r.inbound_port, r.outbound_port, r.admin_port],
+                ["app_port", "inbound_port", "outbound_port", "admin_port"]
+                    .map(|f| format!("{at}.{f}")),
+            )
+        });
+        let sockets = std::iter::once(first)
+            .chain(replicas)
+            .flat_map(|(address, ports, paths)| {
+                let host = host_of(address);
+                let app_host = match host_of(&s.app.address) {
+                    local if local == LOCAL => host.clone(),
+                    other => other,
+                };
+                let hosts = [app_host, host.clone(), host.clone(), host];
+                hosts
+                    .into_iter()
+                    .zip(ports)
+                    .zip(paths)
+                    .map(|((h, p), path)| (h, p, path))
+            });
         for (host, port, path) in sockets {
             if port <= 0 {
                 continue; // reported with the port itself

@@ -61,7 +61,8 @@ pub async fn start_with(mesh: Mesh, name: &str, external: &[&str], concurrency: 
         .expect("start the mesh")
 }
 
-/// Every line `service`'s sidecar wrote before now is in the access log. Each Envoy flushes its
+/// Every line the sidecar of instance `service` (a service's name: its first instance) wrote
+/// before now is in the access log. Each Envoy flushes its
 /// own log on its own schedule, so before counting or searching one sidecar's lines a test
 /// sends a probe through it and waits for the probe's line, which that Envoy writes after them.
 pub async fn flush_barrier(mesh: &LocalMesh, service: &str) {
@@ -83,7 +84,8 @@ pub async fn flush_barrier(mesh: &LocalMesh, service: &str) {
     mesh.access_log
         .wait_for(Duration::from_secs(60), |lines| {
             lines.iter().any(|l| {
-                l.str("request_id") == Some(id.as_str()) && l.str("service.name") == Some(service)
+                l.str("request_id") == Some(id.as_str())
+                    && l.str("service.instance.id") == Some(service)
             })
         })
         .await
