@@ -12,7 +12,9 @@
 //! - `problem=<APPCODE>`: answer `application/problem+json` with this `code` member (and no
 //!   code header) — the RFC 9457 way of reporting a code;
 //! - `header=<name>:<value>`: add this header to a `status` answer (repeatable), e.g.
-//!   `retry-after:5` or `grpc-retry-pushback-ms:-1` for server pushback.
+//!   `retry-after:5` or `grpc-retry-pushback-ms:-1` for server pushback;
+//! - `health=fail` / `health=ok`: from now on (sticky, this instance only) answer the health
+//!   check path [`HEALTH_PATH`] with 503 / 200. Health checks never call upstreams.
 //!
 //! Example: `x-demo: users.status=503;users.code=CM503001` makes `users` fail and everything
 //! in front of it see that failure. The app forwards `x-demo`, `x-request-id` and
@@ -21,6 +23,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,6 +45,8 @@ pub const APP_ERROR_CODE_HEADER: &str = "x-app-error-code";
 /// Headers forwarded to upstream calls.
 const FORWARDED: &[&str] = &["x-demo", "x-request-id", "traceparent"];
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
+/// The path the demo app answers as a health check.
+pub const HEALTH_PATH: &str = "/healthz";
 
 /// One upstream call the app makes for every request it serves.
 #[derive(Debug, Clone)]
@@ -72,6 +77,7 @@ impl DemoApp {
     pub fn start(listener: TcpListener, config: DemoAppConfig) -> std::io::Result<DemoApp> {
         let addr = listener.local_addr()?;
         let config = Arc::new(config);
+        let healthy = Arc::new(AtomicBool::new(true));
         let mut tasks = JoinSet::new();
         tasks.spawn(async move {
             // Connections live in this inner set, dropped (aborted) with the accept loop.
@@ -84,9 +90,10 @@ impl DemoApp {
                 };
                 // Answers go out at once (no Nagle delay waiting for the sidecar's ACK).
                 let _ = stream.set_nodelay(true);
-                let config = config.clone();
+                let (config, healthy) = (config.clone(), healthy.clone());
                 connections.spawn(async move {
-                    let service = service_fn(move |req| handle(config.clone(), req));
+                    let service =
+                        service_fn(move |req| handle(config.clone(), healthy.clone(), req));
                     let _ = auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
@@ -117,6 +124,7 @@ struct Behaviour {
     body: Option<String>,
     problem: Option<String>,
     headers: Vec<(String, String)>,
+    health: Option<bool>,
 }
 
 fn behaviour(me: &str, instance: &str, directives: &str) -> Behaviour {
@@ -137,6 +145,7 @@ fn behaviour(me: &str, instance: &str, directives: &str) -> Behaviour {
             "latency" => b.latency = meshkit_sdk::duration::parse_duration(value).ok(),
             "body" => b.body = Some(value.to_string()),
             "problem" => b.problem = Some(value.to_string()),
+            "health" => b.health = matches!(value, "ok" | "fail").then_some(value == "ok"),
             "header" => {
                 if let Some((name, value)) = value.split_once(':') {
                     b.headers
@@ -151,6 +160,7 @@ fn behaviour(me: &str, instance: &str, directives: &str) -> Behaviour {
 
 async fn handle(
     config: Arc<DemoAppConfig>,
+    healthy: Arc<AtomicBool>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let mut directives = header(&req, "x-demo").unwrap_or_default();
@@ -163,6 +173,17 @@ async fn handle(
         }
     }
     let b = behaviour(&config.name, &config.instance, &directives);
+    if let Some(h) = b.health {
+        healthy.store(h, Ordering::Relaxed);
+    }
+    if req.uri().path() == HEALTH_PATH {
+        let status = if healthy.load(Ordering::Relaxed) {
+            200
+        } else {
+            503
+        };
+        return Ok(reply(status, String::new(), None, &config.name));
+    }
     if let Some(latency) = b.latency {
         tokio::time::sleep(latency).await;
     }

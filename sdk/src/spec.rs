@@ -140,8 +140,7 @@ pub struct UpstreamSpec {
     pub health_check: Option<HealthCheckSpec>,
     /// Below this share of healthy replicas Envoy sends traffic to every replica anyway
     /// (Envoy's `healthy_panic_threshold`). Default 50, Envoy's: an ejected single replica
-    /// still gets traffic. 0 never routes to an unhealthy replica: with none healthy, callers
-    /// get `MESH_NO_HEALTHY_UPSTREAM` at once.
+    /// still gets traffic.
     pub panic_threshold_percent: Option<f64>,
     #[serde(default)]
     pub routes: Vec<RouteSpec>,

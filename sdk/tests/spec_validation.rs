@@ -135,13 +135,19 @@ fn zero_negative_and_unitless_durations() {
 }
 
 #[test]
-fn per_try_timeout_longer_than_route_timeout() {
-    let p = problems(&VALID.replace("per_try_timeout: 500ms", "per_try_timeout: 3s"));
-    assert_problem(
-        &p,
-        "services[0].upstreams[0].routes[0].retry.per_try_timeout",
-        "longer than the route timeout",
-    );
+fn per_try_timeout_not_shorter_than_route_timeout() {
+    // Equal is refused too: the route would time out before a retry could start.
+    for per_try in ["3s", "2s"] {
+        let p = problems(&VALID.replace(
+            "per_try_timeout: 500ms",
+            &format!("per_try_timeout: {per_try}"),
+        ));
+        assert_problem(
+            &p,
+            "services[0].upstreams[0].routes[0].retry.per_try_timeout",
+            "is not shorter than the route timeout (2000ms)",
+        );
+    }
 }
 
 #[test]

@@ -12,40 +12,21 @@ use std::time::Duration;
 use hyper::Method;
 use meshkit_cli::http_client;
 use meshkit_cli::local_mesh::LocalMesh;
-use meshkit_tests::free_ports;
 
 const FAILING: &str = "users-1.status=503;users-1.code=CM503001";
 
 fn spec() -> String {
-    let p = free_ports(4);
-    let text = common::example_spec_text().replace(
+    common::with_users_replica(&common::example_spec_text().replace(
         "outlier_detection: { consecutive_5xx: 5, interval: 10s, base_ejection_time: 30s, max_ejection_percent: 50 }",
         "outlier_detection: { consecutive_5xx: 3, interval: 1s, base_ejection_time: 3s, max_ejection_percent: 50 }",
-    );
-    let users = text.find("  - name: users").expect("users in the example");
-    let sidecar_end = users + text[users..].find("admin_port").unwrap();
-    let line_end = sidecar_end + text[sidecar_end..].find('\n').unwrap() + 1;
-    format!(
-        "{}    replicas:\n      - {{ app_port: {}, inbound_port: {}, outbound_port: {}, admin_port: {} }}\n{}",
-        &text[..line_end],
-        p[0],
-        p[1],
-        p[2],
-        p[3],
-        &text[line_end..]
-    )
+    ))
 }
 
 /// Whether recipes' sidecar has `users-1` ejected, in Envoy's own admin view.
 async fn ejected(mesh: &LocalMesh, replica: SocketAddr) -> bool {
-    let r = http_client::get(mesh.admin("recipes").unwrap(), "/clusters")
+    common::health_flags(mesh, "recipes", "users", replica)
         .await
-        .expect("admin /clusters");
-    let prefix = format!("users::{replica}::health_flags::");
-    r.text()
-        .lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .is_some_and(|flags| flags.contains("failed_outlier_check"))
+        .contains("failed_outlier_check")
 }
 
 async fn send(entry: SocketAddr, id: &str, demo: Option<&str>) -> u16 {

@@ -281,14 +281,12 @@ async fn fixed_rate(mesh: &LocalMesh, prefix: &str, directives: &str) -> (usize,
 
 /// A `meshkit_retry_*` sample from the sidecar's Prometheus endpoint.
 async fn meshkit_retry(mesh: &LocalMesh, service: &str, kind: &str, upstream: &str) -> f64 {
-    let r = http_client::get(mesh.admin(service).unwrap(), "/stats/prometheus")
-        .await
-        .unwrap();
-    let prefix = format!(r#"meshkit_retry_{kind}{{service="{service}",upstream="{upstream}"}} "#);
-    r.text()
-        .lines()
-        .find_map(|l| l.strip_prefix(&prefix)?.trim().parse().ok())
-        .unwrap_or(0.0)
+    common::prometheus_sample(
+        mesh,
+        service,
+        &format!(r#"meshkit_retry_{kind}{{service="{service}",upstream="{upstream}"}}"#),
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

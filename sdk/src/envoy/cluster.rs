@@ -145,6 +145,9 @@ fn health_check(h: &HealthCheck, protocol: Protocol) -> EnvoyHealthCheck {
     EnvoyHealthCheck {
         timeout: Some(duration(h.timeout)),
         interval: Some(duration(h.interval)),
+        // Envoy checks a cluster that has had no traffic yet only every 60s by default: a
+        // replica that was not up at the first check would stay unhealthy that long.
+        no_traffic_interval: Some(duration(h.interval)),
         unhealthy_threshold: n(h.unhealthy_threshold),
         healthy_threshold: n(h.healthy_threshold),
         health_checker: Some(health_check::HealthChecker::HttpHealthCheck(

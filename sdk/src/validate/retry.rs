@@ -113,11 +113,12 @@ pub(super) fn retry_policy(
     let per_try_timeout = r.per_try_timeout.as_deref().and_then(|t| {
         let path = format!("{at}.per_try_timeout");
         match parse_duration(t) {
-            Ok(d) if d > timeout => {
+            Ok(d) if d >= timeout => {
                 c.push(
                     path,
                     format!(
-                        "{t} is longer than the route timeout ({}ms)",
+                        "{t} is not shorter than the route timeout ({}ms): the route times out \
+                         before a retry can start; use a per-try timeout below it",
                         timeout.as_millis()
                     ),
                 );

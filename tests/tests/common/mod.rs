@@ -114,3 +114,57 @@ pub async fn envoy_stat(mesh: &LocalMesh, service: &str, name: &str) -> u64 {
         .find_map(|l| l.strip_prefix(&format!("{name}: "))?.trim().parse().ok())
         .unwrap_or(0)
 }
+
+/// The example spec `text` with a second instance of `users` (`users-1`) on free ports.
+pub fn with_users_replica(text: &str) -> String {
+    let p = meshkit_tests::free_ports(4);
+    let users = text.find("  - name: users").expect("users in the example");
+    let sidecar_end = users + text[users..].find("admin_port").expect("users' sidecar");
+    let line_end = sidecar_end + text[sidecar_end..].find('\n').expect("a line end") + 1;
+    format!(
+        "{}    replicas:\n      - {{ app_port: {}, inbound_port: {}, outbound_port: {}, admin_port: {} }}\n{}",
+        &text[..line_end],
+        p[0],
+        p[1],
+        p[2],
+        p[3],
+        &text[line_end..]
+    )
+}
+
+/// The health flags `service`'s sidecar shows for `host` in its cluster `cluster` (admin
+/// `/clusters`): `healthy`, or flags such as `/failed_outlier_check`, `/failed_active_hc`.
+pub async fn health_flags(
+    mesh: &LocalMesh,
+    service: &str,
+    cluster: &str,
+    host: std::net::SocketAddr,
+) -> String {
+    let r = http_client::get(
+        mesh.admin(service).expect("service in the mesh"),
+        "/clusters",
+    )
+    .await
+    .expect("admin /clusters");
+    let prefix = format!("{cluster}::{host}::health_flags::");
+    r.text()
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix).map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// The value of one series (`name{labels}`, exactly as Envoy prints it) at a sidecar's
+/// Prometheus endpoint; 0 if absent.
+pub async fn prometheus_sample(mesh: &LocalMesh, service: &str, series: &str) -> f64 {
+    let r = http_client::get(
+        mesh.admin(service).expect("service in the mesh"),
+        "/stats/prometheus",
+    )
+    .await
+    .expect("admin /stats/prometheus");
+    let prefix = format!("{series} ");
+    r.text()
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
