@@ -2,6 +2,7 @@
 //! `meshkit up` runs.
 
 pub mod access_log;
+pub mod app_process;
 pub mod demo_app;
 pub mod demo_traffic;
 pub mod http_client;

@@ -17,6 +17,7 @@ use meshkit_sdk::{generate, write_files, OutputFormat, RenderOptions};
 use tokio::net::TcpListener;
 
 use crate::access_log::AccessLog;
+use crate::app_process::{AppEnv, AppProcess};
 use crate::demo_app::{DemoApp, DemoAppConfig, UpstreamCall};
 use crate::process::{EnvoyCommand, EnvoyProcess};
 
@@ -36,6 +37,9 @@ pub struct LocalMeshOptions {
     /// Services whose app the caller runs itself (e.g. a real gRPC server in a test): no demo
     /// app is started and their app port is left alone.
     pub external_apps: Vec<String>,
+    /// (service, shell command): run this command per instance of the service instead of the
+    /// demo app (see [`crate::app_process`]).
+    pub app_commands: Vec<(String, String)>,
 }
 
 /// A listening socket the mesh needs is taken by someone else.
@@ -57,6 +61,8 @@ pub struct LocalMesh {
     envoys: Vec<EnvoyProcess>,
     /// (service, instance, app).
     apps: Vec<(String, String, DemoApp)>,
+    /// The user's own apps, by instance.
+    app_processes: Vec<AppProcess>,
 }
 
 /// One instance of a service: its name and its config as a service of its own.
@@ -81,7 +87,14 @@ fn instances(mesh: &Mesh) -> Vec<Instance> {
 
 impl LocalMesh {
     pub async fn start(mesh: Mesh, options: &LocalMeshOptions) -> anyhow::Result<LocalMesh> {
-        let app_listeners = claim_ports(&mesh, &options.external_apps).await?;
+        // Neither a demo app nor a port claim for apps the user runs.
+        let not_demo: Vec<String> = options
+            .external_apps
+            .iter()
+            .cloned()
+            .chain(options.app_commands.iter().map(|(s, _)| s.clone()))
+            .collect();
+        let app_listeners = claim_ports(&mesh, &not_demo).await?;
 
         std::fs::create_dir_all(&options.run_dir)
             .with_context(|| format!("create {}", options.run_dir.display()))?;
@@ -102,6 +115,7 @@ impl LocalMesh {
             run_dir: options.run_dir.clone(),
             envoys: Vec::new(),
             apps: Vec::new(),
+            app_processes: Vec::new(),
             mesh: mesh.clone(),
         };
         for (instance, listener) in app_listeners {
@@ -109,6 +123,30 @@ impl LocalMesh {
             local
                 .apps
                 .push((instance.spec.name.clone(), instance.name, app));
+        }
+        for i in instances(&mesh) {
+            let Some((_, command)) = options.app_commands.iter().find(|(s, _)| *s == i.spec.name)
+            else {
+                continue;
+            };
+            let listen = SocketAddr::new(i.spec.app.address, i.spec.app.port);
+            if let Err(e) = bind(listen.ip(), listen.port(), &format!("{} app", i.name)).await {
+                local.shutdown().await;
+                return Err(e);
+            }
+            let env = AppEnv {
+                service: &i.spec.name,
+                instance: &i.name,
+                listen,
+                outbound: SocketAddr::from(([127, 0, 0, 1], i.spec.sidecar.outbound_port)),
+            };
+            match AppProcess::spawn(command, &env, &options.run_dir) {
+                Ok(p) => local.app_processes.push(p),
+                Err(e) => {
+                    local.shutdown().await;
+                    return Err(e);
+                }
+            }
         }
         for file in &files {
             let Some(service) = mesh.service(&file.service) else {
@@ -137,7 +175,16 @@ impl LocalMesh {
         }
         let mut failure = None;
         let started = tokio::time::Instant::now();
-        for envoy in &mut local.envoys {
+        for app in &mut local.app_processes {
+            if let Err(e) = app.wait_listening(options.ready_timeout).await {
+                failure = Some(e);
+                break;
+            }
+            if options.report_progress {
+                eprintln!("  {} app listening on {}", app.instance, app.listen);
+            }
+        }
+        for envoy in local.envoys.iter_mut().take_while(|_| failure.is_none()) {
             if let Err(e) = envoy.wait_ready(options.ready_timeout).await {
                 failure = Some(e);
                 break;
@@ -211,6 +258,11 @@ impl LocalMesh {
         let before = self.apps.len();
         self.apps.retain(|(_, instance, _)| instance != name);
         let mut found = before != self.apps.len();
+        for app in self.app_processes.iter_mut().filter(|a| a.instance == name) {
+            app.stop(Duration::from_secs(5)).await;
+            found = true;
+        }
+        self.app_processes.retain(|a| a.instance != name);
         for envoy in self.envoys.iter_mut().filter(|e| e.service == name) {
             envoy.stop(Duration::from_secs(5)).await;
             found = true;
@@ -226,6 +278,10 @@ impl LocalMesh {
         }
         self.envoys.clear();
         self.apps.clear();
+        for app in &mut self.app_processes {
+            app.stop(Duration::from_secs(5)).await;
+        }
+        self.app_processes.clear();
     }
 
     /// Instances whose sidecar is running.

@@ -66,6 +66,15 @@ enum Command {
         /// Where generated config and Envoy's own logs go.
         #[arg(long, default_value = ".meshkit/run")]
         run_dir: PathBuf,
+        /// Run your own app for each instance of SERVICE instead of the demo app:
+        /// `SERVICE=COMMAND`, run with `sh -c`; the command reads MESHKIT_APP_PORT (listen
+        /// there) and MESHKIT_OUTBOUND (its sidecar, for upstream calls). Repeatable.
+        #[arg(long = "app", value_name = "SERVICE=COMMAND")]
+        apps: Vec<String>,
+        /// SERVICE's app is already running on its spec address: start no app for it.
+        /// Repeatable.
+        #[arg(long = "external", value_name = "SERVICE")]
+        external: Vec<String>,
     },
     /// Explain an error code: a built-in mesh code (no spec needed), or an entry of the
     /// catalog. Without a code, list every code. Exits 1 for a code that is neither.
@@ -140,6 +149,8 @@ async fn run(command: Command) -> Result<(), Failure> {
             demo,
             concurrency,
             run_dir,
+            apps,
+            external,
         } => {
             let duration = duration
                 .map(|d| meshkit_sdk::duration::parse_duration(&d))
@@ -151,6 +162,8 @@ async fn run(command: Command) -> Result<(), Failure> {
                 demo,
                 concurrency,
                 run_dir,
+                apps,
+                external,
             })
             .await
         }

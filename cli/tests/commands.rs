@@ -437,3 +437,91 @@ fn ctrl_c_during_start_up_stops_everything_and_says_so() {
         eventually("no sidecar left running", || !alive(pid));
     }
 }
+
+#[test]
+fn up_runs_your_own_app_command_per_service() {
+    let spec_text = meshkit_tests::example_spec_text();
+    let spec = write_spec(&spec_text);
+    let run_dir = spec.parent().unwrap().join("run");
+    // A real, independent HTTP server as `users`: Python's, bound where meshkit says, serving
+    // the path recipes calls.
+    let site = spec.parent().unwrap().join("site");
+    std::fs::create_dir_all(&site).unwrap();
+    std::fs::write(site.join("users"), "{\"from\": \"python\"}").unwrap();
+    let (mut child, lines) = spawn_with_stderr(
+        meshkit()
+            .args(["up", spec.to_str().unwrap(), "--concurrency", "1", "--run-dir"])
+            .arg(&run_dir)
+            .arg("--app")
+            .arg(format!(
+                "users=exec python3 -m http.server \"$MESHKIT_APP_PORT\" --bind \"$MESHKIT_APP_ADDRESS\" --directory {}",
+                site.display()
+            )),
+    );
+    let seen = wait_for_line(&mut child, &lines, "streaming access logs");
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("users app listening on 127.0.0.1:")),
+        "{seen:?}"
+    );
+    let inbound = port_of(&spec_text, "frontend", "inbound_port");
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", inbound)).unwrap();
+    use std::io::{Read, Write};
+    s.write_all(
+        b"GET / HTTP/1.1\r\nHost: f\r\nx-request-id: own-app-1\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("python"), "{response}");
+    signal(&child, libc::SIGTERM);
+    assert_eq!(
+        wait_with_deadline(&mut child, Duration::from_secs(30)).code(),
+        Some(0)
+    );
+    let log = std::fs::read_to_string(run_dir.join("users.app.log")).unwrap();
+    assert!(
+        log.contains("GET /users"),
+        "the request reached python:\n{log}"
+    );
+    let app_port = port_of(&spec_text, "users", "port");
+    assert!(
+        std::net::TcpListener::bind(("127.0.0.1", app_port)).is_ok(),
+        "the app was stopped with the mesh"
+    );
+}
+
+#[test]
+fn up_refuses_bad_app_flags_and_reports_an_app_that_dies() {
+    let spec = write_spec(&meshkit_tests::example_spec_text());
+    let run_dir = spec.parent().unwrap().join("run");
+    for (flag, message) in [
+        ("nosuch=true", "nosuch: no such service"),
+        ("users", "expected SERVICE=COMMAND"),
+        ("users= ", "the command is empty"),
+    ] {
+        let o = meshkit()
+            .args(["up", spec.to_str().unwrap(), "--app", flag, "--run-dir"])
+            .arg(&run_dir)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{flag}: {}", stderr(&o));
+        assert!(stderr(&o).contains(message), "{flag}: {}", stderr(&o));
+    }
+    let o = meshkit()
+        .args([
+            "up",
+            spec.to_str().unwrap(),
+            "--app",
+            "users=echo boom; exit 3",
+            "--run-dir",
+        ])
+        .arg(&run_dir)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("users app exited before listening"), "{err}");
+    assert!(err.contains("boom"), "its log is shown: {err}");
+}

@@ -49,6 +49,7 @@ async fn traffic_keeps_flowing_after_the_vm_crashes_and_the_crash_is_counted() {
         concurrency: 1,
         echo_access_log: false,
         report_progress: false,
+        app_commands: Vec::new(),
         ready_timeout: Duration::from_secs(60),
         external_apps: vec![],
     };

@@ -17,10 +17,21 @@ pub struct UpArgs {
     pub demo: bool,
     pub concurrency: u32,
     pub run_dir: PathBuf,
+    /// `SERVICE=COMMAND`: run the user's own app for each instance of SERVICE.
+    pub apps: Vec<String>,
+    /// Services whose apps already run.
+    pub external: Vec<String>,
 }
 
 pub async fn run(args: UpArgs) -> Result<(), Failure> {
     let mesh = load(&args.spec)?;
+    let app_commands = app_commands(&mesh, &args.apps, &args.external)?;
+    if args.demo && !(app_commands.is_empty() && args.external.is_empty()) {
+        return Err(Failure::new(
+            Exit::Usage,
+            "--demo scripts the demo apps; it cannot be combined with --app or --external",
+        ));
+    }
     let instance_count: usize = mesh.services.iter().map(|s| s.instance_count()).sum();
     let options = LocalMeshOptions {
         envoy: locate::pinned_envoy()?,
@@ -30,7 +41,8 @@ pub async fn run(args: UpArgs) -> Result<(), Failure> {
         echo_access_log: true,
         report_progress: true,
         ready_timeout: Duration::from_secs(30),
-        external_apps: Vec::new(),
+        external_apps: args.external,
+        app_commands,
     };
     eprintln!(
         "starting mesh {:?}: {} demo apps and {} Envoy sidecars ({} worker{} each)",
@@ -65,6 +77,45 @@ pub async fn run(args: UpArgs) -> Result<(), Failure> {
     eprintln!("stopping the mesh");
     local.shutdown().await;
     result
+}
+
+/// `--app SERVICE=COMMAND` flags, checked against the spec: every service named exists, once.
+fn app_commands(
+    mesh: &Mesh,
+    apps: &[String],
+    external: &[String],
+) -> Result<Vec<(String, String)>, Failure> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for flag in apps {
+        let Some((service, command)) = flag.split_once('=') else {
+            return Err(Failure::new(
+                Exit::Usage,
+                format!("--app {flag:?}: expected SERVICE=COMMAND"),
+            ));
+        };
+        if command.trim().is_empty() {
+            return Err(Failure::new(
+                Exit::Usage,
+                format!("--app {flag:?}: the command is empty"),
+            ));
+        }
+        if out.iter().any(|(s, _)| s == service) || external.iter().any(|s| s == service) {
+            return Err(Failure::new(
+                Exit::Usage,
+                format!("--app {flag:?}: {service} is given twice (--app or --external)"),
+            ));
+        }
+        out.push((service.to_string(), command.to_string()));
+    }
+    for service in out.iter().map(|(s, _)| s).chain(external) {
+        if mesh.service(service).is_none() {
+            return Err(Failure::new(
+                Exit::Usage,
+                format!("{service}: no such service in the spec"),
+            ));
+        }
+    }
+    Ok(out)
 }
 
 fn print_banner(mesh: &Mesh, options: &LocalMeshOptions) {

@@ -53,6 +53,7 @@ pub async fn start_with(mesh: Mesh, name: &str, external: &[&str], concurrency: 
         concurrency,
         echo_access_log: false,
         report_progress: false,
+        app_commands: Vec::new(),
         ready_timeout: Duration::from_secs(60),
         external_apps: external.iter().map(|s| s.to_string()).collect(),
     };
