@@ -16,7 +16,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use tokio::process::{Child, Command};
 
-use crate::process::{log_tail, tie_to_parent};
+use crate::process::{log_tail, terminate, tie_to_parent};
 
 /// A running app command.
 pub struct AppProcess {
@@ -96,17 +96,6 @@ impl AppProcess {
 
     /// SIGTERM, then SIGKILL after `grace`.
     pub async fn stop(&mut self, grace: Duration) {
-        if let Some(pid) = self.child.id() {
-            // SAFETY: plain kill(2) on our own child's pid.
-            unsafe {
-                libc::kill(pid as libc::pid_t, libc::SIGTERM);
-            }
-        }
-        if tokio::time::timeout(grace, self.child.wait())
-            .await
-            .is_err()
-        {
-            let _ = self.child.kill().await;
-        }
+        terminate(&mut self.child, grace).await;
     }
 }

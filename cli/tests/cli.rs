@@ -171,19 +171,7 @@ fn up_without_envoy_says_how_to_get_it() {
 
 #[test]
 fn up_demo_runs_traffic_prints_the_access_log_and_stops() {
-    let spec = write_spec(&example_spec_text());
-    let o = meshkit()
-        .args([
-            "up",
-            spec.to_str().unwrap(),
-            "--demo",
-            "--concurrency",
-            "1",
-            "--run-dir",
-        ])
-        .arg(spec.parent().unwrap().join("run"))
-        .output()
-        .unwrap();
+    let o = up_demo(&example_spec_text());
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let stdout = String::from_utf8_lossy(&o.stdout);
     let records: Vec<serde_json::Value> = stdout

@@ -329,19 +329,7 @@ fn shop_spec() -> String {
 
 #[test]
 fn up_demo_works_for_any_mesh_with_its_own_catalog() {
-    let spec = write_spec(&shop_spec());
-    let o = meshkit()
-        .args([
-            "up",
-            spec.to_str().unwrap(),
-            "--demo",
-            "--concurrency",
-            "1",
-            "--run-dir",
-        ])
-        .arg(spec.parent().unwrap().join("run"))
-        .output()
-        .unwrap();
+    let o = up_demo(&shop_spec());
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(0), "{err}");
     assert!(

@@ -5,6 +5,9 @@
 
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{assert_problem, problems_in};
 use meshkit_sdk::{load_file, load_str, Format, LoadError, Problems};
 
 const CHAIN: &str = r#"
@@ -30,24 +33,8 @@ services:
     sidecar: { inbound_port: 8003, outbound_port: 8103, admin_port: 9003 }
 "#;
 
-fn problems_in(text: &str, format: Format) -> Vec<String> {
-    match load_str(text, format) {
-        Ok(_) => panic!("expected the spec to be invalid:\n{text}"),
-        Err(Problems(p)) => p.iter().map(|p| p.to_string()).collect(),
-    }
-}
-
 fn problems(yaml: &str) -> Vec<String> {
     problems_in(yaml, Format::Yaml)
-}
-
-fn assert_problem(all: &[String], path: &str, message: &str) {
-    assert!(
-        all.iter()
-            .any(|p| p.starts_with(&format!("{path}: ")) && p.contains(message)),
-        "no `{path}: …{message}…` in:\n{}",
-        all.join("\n")
-    );
 }
 
 /// Replaces the routes of orders → payments.

@@ -2,6 +2,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
+mod common;
+
+use common::{assert_problem, problems_in};
 use meshkit_sdk::{load_str, Format, Problems};
 
 const VALID: &str = r#"
@@ -23,20 +26,7 @@ services:
 "#;
 
 fn problems(yaml: &str) -> Vec<String> {
-    match load_str(yaml, Format::Yaml) {
-        Ok(_) => panic!("expected the spec to be invalid:\n{yaml}"),
-        Err(Problems(p)) => p.iter().map(|p| p.to_string()).collect(),
-    }
-}
-
-/// Asserts that some problem starts with `path: ` and contains `message`.
-fn assert_problem(all: &[String], path: &str, message: &str) {
-    assert!(
-        all.iter()
-            .any(|p| p.starts_with(&format!("{path}: ")) && p.contains(message)),
-        "no `{path}: …{message}…` in:\n{}",
-        all.join("\n")
-    );
+    problems_in(yaml, Format::Yaml)
 }
 
 #[test]

@@ -4,6 +4,9 @@
 
 use std::time::Duration;
 
+mod common;
+
+use common::{assert_problem, problems_in};
 use meshkit_sdk::model::LoadBalancing;
 use meshkit_sdk::{generate, load_str, Format, OutputFormat, Problems, RenderOptions};
 
@@ -29,19 +32,7 @@ fn with(policy: &str) -> String {
 }
 
 fn problems(policy: &str) -> Vec<String> {
-    match load_str(&with(policy), Format::Yaml) {
-        Ok(_) => panic!("expected problems for {policy}"),
-        Err(Problems(p)) => p.iter().map(|p| p.to_string()).collect(),
-    }
-}
-
-fn assert_problem(all: &[String], path: &str, message: &str) {
-    assert!(
-        all.iter()
-            .any(|p| p.starts_with(&format!("{path}: ")) && p.contains(message)),
-        "no `{path}: …{message}…` in:\n{}",
-        all.join("\n")
-    );
+    problems_in(&with(policy), Format::Yaml)
 }
 
 const AT: &str = "services[0].upstreams[0]";

@@ -107,3 +107,20 @@ pub fn wait_with_deadline(
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// `meshkit up SPEC --demo` with one worker per sidecar, run to completion.
+pub fn up_demo(spec_text: &str) -> Output {
+    let spec = write_spec(spec_text);
+    meshkit()
+        .args([
+            "up",
+            spec.to_str().unwrap(),
+            "--demo",
+            "--concurrency",
+            "1",
+            "--run-dir",
+        ])
+        .arg(spec.parent().unwrap().join("run"))
+        .output()
+        .unwrap()
+}
