@@ -72,16 +72,8 @@ struct Instance {
 }
 
 fn instances(mesh: &Mesh) -> Vec<Instance> {
-    mesh.services
-        .iter()
-        .flat_map(|s| {
-            (0..s.instance_count()).filter_map(move |k| {
-                Some(Instance {
-                    name: s.instance_name(k),
-                    spec: s.instance(k)?,
-                })
-            })
-        })
+    mesh.instances()
+        .map(|(name, spec)| Instance { name, spec })
         .collect()
 }
 
@@ -204,26 +196,17 @@ impl LocalMesh {
         Ok(local)
     }
 
-    /// Instance `name` (a service's name means its first instance) as a service of its own.
-    fn instance(&self, name: &str) -> Option<Service> {
-        self.mesh.services.iter().find_map(|s| {
-            (0..s.instance_count())
-                .find(|&k| s.instance_name(k) == name)
-                .and_then(|k| s.instance(k))
-        })
-    }
-
     /// The inbound listener of instance `name`'s sidecar (a service's name: its first
     /// instance): where its callers connect.
     pub fn inbound(&self, name: &str) -> Option<SocketAddr> {
-        let s = self.instance(name)?;
+        let s = self.mesh.instance(name)?;
         let ip: IpAddr = s.sidecar.address.parse().ok()?;
         Some(SocketAddr::new(ip, s.sidecar.inbound_port))
     }
 
     /// The admin address of instance `name`'s sidecar.
     pub fn admin(&self, name: &str) -> Option<SocketAddr> {
-        self.instance(name).as_ref().map(admin_addr)
+        self.mesh.instance(name).as_ref().map(admin_addr)
     }
 
     /// Stops the app of every instance of `service` (listener and connections), leaving the
@@ -240,11 +223,7 @@ impl LocalMesh {
         let names: Vec<String> = self
             .mesh
             .service(service)
-            .map(|s| {
-                (0..s.instance_count())
-                    .map(|k| s.instance_name(k))
-                    .collect()
-            })
+            .map(|s| s.instances().map(|(name, _)| name).collect())
             .unwrap_or_default();
         let mut found = false;
         for name in names {

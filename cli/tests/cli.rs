@@ -127,9 +127,7 @@ fn up_refuses_a_port_in_use_and_starts_nothing() {
     let spec = write_spec(&spec_text);
     let busy_port = port_of(&spec_text, "frontend", "inbound_port");
     let _busy = TcpListener::bind(("127.0.0.1", busy_port)).unwrap();
-    let o = meshkit()
-        .args(["up", spec.to_str().unwrap(), "--run-dir"])
-        .arg(spec.parent().unwrap().join("run"))
+    let o = up(&spec, &spec.parent().unwrap().join("run"))
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
@@ -222,17 +220,7 @@ fn up_demo_runs_traffic_prints_the_access_log_and_stops() {
 fn up_streams_logs_and_stops_cleanly_on_sigterm() {
     let spec_text = example_spec_text();
     let spec = write_spec(&spec_text);
-    let (mut child, lines) = spawn_with_stderr(
-        meshkit()
-            .args([
-                "up",
-                spec.to_str().unwrap(),
-                "--concurrency",
-                "1",
-                "--run-dir",
-            ])
-            .arg(spec.parent().unwrap().join("run")),
-    );
+    let (mut child, lines) = spawn_with_stderr(&mut up(&spec, &spec.parent().unwrap().join("run")));
     wait_for_line(&mut child, &lines, "streaming access logs");
     let inbound = port_of(&spec_text, "frontend", "inbound_port");
     let mut s = TcpStream::connect(("127.0.0.1", inbound)).unwrap();

@@ -368,15 +368,7 @@ fn a_sidecar_that_cannot_start_is_explained_cause_first() {
     let wasm = dir.join("garbage.wasm");
     std::fs::write(&wasm, b"\0asm this is not a module").unwrap();
     let spec = write_spec(&meshkit_tests::example_spec_text());
-    let o = meshkit()
-        .args([
-            "up",
-            spec.to_str().unwrap(),
-            "--concurrency",
-            "1",
-            "--run-dir",
-        ])
-        .arg(dir.join("run"))
+    let o = up(&spec, &dir.join("run"))
         .env("MESHKIT_WASM", &wasm)
         .output()
         .unwrap();
@@ -403,12 +395,8 @@ fn a_sidecar_that_cannot_start_is_explained_cause_first() {
 fn ctrl_c_during_start_up_stops_everything_and_says_so() {
     let dir = scratch_dir("up-int");
     let spec = write_spec(&meshkit_tests::example_spec_text());
-    let (mut child, lines) = spawn_with_stderr(
-        meshkit()
-            .args(["up", spec.to_str().unwrap(), "--run-dir"])
-            .arg(dir.join("run"))
-            .env("MESHKIT_ENVOY", hanging_envoy(&dir)),
-    );
+    let (mut child, lines) =
+        spawn_with_stderr(up(&spec, &dir.join("run")).env("MESHKIT_ENVOY", hanging_envoy(&dir)));
     wait_for_line(&mut child, &lines, "starting mesh");
     // The stand-in Envoys never become ready: start-up is still running when the signal comes.
     eventually("three sidecars started", || pids(&dir).len() == 3);
@@ -437,9 +425,7 @@ fn up_runs_your_own_app_command_per_service() {
     std::fs::create_dir_all(&site).unwrap();
     std::fs::write(site.join("users"), "{\"from\": \"python\"}").unwrap();
     let (mut child, lines) = spawn_with_stderr(
-        meshkit()
-            .args(["up", spec.to_str().unwrap(), "--concurrency", "1", "--run-dir"])
-            .arg(&run_dir)
+        up(&spec, &run_dir)
             .arg("--app")
             .arg(format!(
                 "users=exec python3 -m http.server \"$MESHKIT_APP_PORT\" --bind \"$MESHKIT_APP_ADDRESS\" --directory {}",

@@ -40,11 +40,7 @@ pub fn generate(mesh: &Mesh, options: &RenderOptions) -> Result<Vec<GeneratedFil
     };
     let mut files = Vec::new();
     for service in &mesh.services {
-        for index in 0..service.instance_count() {
-            let Some(instance) = service.instance(index) else {
-                continue;
-            };
-            let name = service.instance_name(index);
+        for (index, (name, instance)) in service.instances().enumerate() {
             let b = bootstrap(mesh, &instance, &name, &bootstrap_options);
             let (contents, ext) = match options.format {
                 OutputFormat::Json => (bootstrap_json(&b)?, "json"),

@@ -51,6 +51,12 @@ impl Service {
         }
     }
 
+    /// Every instance, the first then the replicas: its name and itself as a service of its
+    /// own (see [`Service::instance`]).
+    pub fn instances(&self) -> impl Iterator<Item = (String, Service)> + '_ {
+        (0..self.instance_count()).filter_map(|k| Some((self.instance_name(k), self.instance(k)?)))
+    }
+
     /// Instance `index` seen as a service of its own: the same service with that instance's
     /// app port and sidecar. What a sidecar's config is rendered from.
     pub fn instance(&self, index: usize) -> Option<Service> {
@@ -182,5 +188,15 @@ impl Route {
 impl Mesh {
     pub fn service(&self, name: &str) -> Option<&Service> {
         self.services.iter().find(|s| s.name == name)
+    }
+
+    /// Every instance of every service, in spec order (see [`Service::instances`]).
+    pub fn instances(&self) -> impl Iterator<Item = (String, Service)> + '_ {
+        self.services.iter().flat_map(Service::instances)
+    }
+
+    /// Instance `name` (a service's name means its first instance) as a service of its own.
+    pub fn instance(&self, name: &str) -> Option<Service> {
+        self.instances().find(|(n, _)| n == name).map(|(_, s)| s)
     }
 }

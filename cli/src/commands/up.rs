@@ -32,7 +32,7 @@ pub async fn run(args: UpArgs) -> Result<(), Failure> {
             "--demo scripts the demo apps; it cannot be combined with --app or --external",
         ));
     }
-    let instance_count: usize = mesh.services.iter().map(|s| s.instance_count()).sum();
+    let instance_count = mesh.instances().count();
     let options = LocalMeshOptions {
         envoy: locate::pinned_envoy()?,
         wasm: locate::wasm()?,
@@ -124,13 +124,7 @@ fn print_banner(mesh: &Mesh, options: &LocalMeshOptions) {
         mesh.name,
         options.run_dir.display()
     );
-    let instances: Vec<(String, meshkit_sdk::model::Service)> = mesh
-        .services
-        .iter()
-        .flat_map(|s| {
-            (0..s.instance_count()).filter_map(move |k| Some((s.instance_name(k), s.instance(k)?)))
-        })
-        .collect();
+    let instances: Vec<_> = mesh.instances().collect();
     let width = instances.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
     for (name, s) in &instances {
         eprintln!(

@@ -108,19 +108,21 @@ pub fn wait_with_deadline(
     }
 }
 
+/// `meshkit up SPEC --concurrency 1 --run-dir RUN_DIR`, for the caller to add to and run.
+pub fn up(spec: &std::path::Path, run_dir: &std::path::Path) -> Command {
+    let mut cmd = meshkit();
+    cmd.arg("up")
+        .arg(spec)
+        .args(["--concurrency", "1", "--run-dir"])
+        .arg(run_dir);
+    cmd
+}
+
 /// `meshkit up SPEC --demo` with one worker per sidecar, run to completion.
 pub fn up_demo(spec_text: &str) -> Output {
     let spec = write_spec(spec_text);
-    meshkit()
-        .args([
-            "up",
-            spec.to_str().unwrap(),
-            "--demo",
-            "--concurrency",
-            "1",
-            "--run-dir",
-        ])
-        .arg(spec.parent().unwrap().join("run"))
+    up(&spec, &spec.parent().unwrap().join("run"))
+        .arg("--demo")
         .output()
         .unwrap()
 }
