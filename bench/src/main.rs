@@ -55,6 +55,9 @@ struct Args {
     /// Routes without a retry policy (no retry budget work per request).
     #[arg(long)]
     no_retries: bool,
+    /// Only these variants (repeatable, e.g. `--only 'meshkit, 503'` to profile one).
+    #[arg(long)]
+    only: Vec<String>,
 }
 
 /// One configuration measured.
@@ -115,6 +118,10 @@ async fn main() -> anyhow::Result<()> {
         ));
     }
 
+    if !args.only.is_empty() {
+        variants.retain(|v| args.only.contains(&v.name));
+        anyhow::ensure!(!variants.is_empty(), "--only matches no variant");
+    }
     println!(
         "meshkit bench: 2 sidecars on a 2-hop path (load → a outbound → b inbound → app), \
          {} keep-alive connections; per variant and round, interleaved: {}s at {} req/s (CPU = \

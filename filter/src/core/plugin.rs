@@ -99,6 +99,21 @@ impl Plugin {
     }
 }
 
+impl Plugin {
+    /// How often the root context ticks: once per budget slot (`ttl / 10`), so that an idle
+    /// worker's lease and deposits reach the shared window within a slot. `None`: no budgets,
+    /// no tick.
+    pub fn tick_period_ms(&self) -> Option<u64> {
+        self.budgets.values().map(|b| b.budget.slot_ms).min()
+    }
+
+    pub fn tick(&self, store: &impl CasStore, now_ms: u64) {
+        for b in self.budgets.values() {
+            b.tick(store, now_ms);
+        }
+    }
+}
+
 /// One shared-data key per (service, upstream) budget: a fixed set, so memory is bounded.
 pub fn budget_key(service: &str, upstream: &str) -> String {
     format!("meshkit.budget.{service}.{upstream}")

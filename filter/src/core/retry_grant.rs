@@ -34,6 +34,10 @@ impl RetryGrant {
     /// Grants retries for the request whose headers are in `host`; `None` when the route's
     /// retries are not meshkit's to control.
     pub fn open(plugin: &Plugin, host: &mut impl Host) -> Option<RetryGrant> {
+        // A listener without retry policies never asks which route the request took.
+        if plugin.retry_routes.is_empty() {
+            return None;
+        }
         let route_name = super::host::string_property(host, Property::RouteName)?;
         let route = plugin.retry_routes.get(&route_name)?.clone();
         let policy = &route.policy;
@@ -47,14 +51,13 @@ impl RetryGrant {
             Some(shared) => {
                 // Every request deposits, retriable or not: the bound counts all requests.
                 let now = host.now_ms();
-                let budget = &shared.budget;
-                let granted = shared.update(host, now, |w| {
-                    let r = w.grant(budget, now, wanted);
-                    (r, w.available(budget, now))
-                });
-                match granted {
-                    Some((r, left)) => {
-                        host.gauge(&route.budget_remaining, u64::from(left));
+                match shared.grant(host, now, wanted) {
+                    Some(granted) => {
+                        // Only a write sees the shared window.
+                        if let Some(left) = granted.available {
+                            host.gauge(&route.budget_remaining, u64::from(left));
+                        }
+                        let r = granted.reservation;
                         let (allowed, decision) = retry_control::allowance(wanted, Some(r.retries));
                         (allowed, decision, (r.retries > 0).then_some(r))
                     }
@@ -119,24 +122,18 @@ impl RetryGrant {
         let Some(shared) = plugin.budgets.get(self.upstream()) else {
             return;
         };
-        if made == 0 {
-            // The common case, and no shared-data write: the hold goes back with this worker's
-            // next write to the window.
-            if let Some(reservation) = self.reservation {
-                let host = &*host;
-                shared.release(host, || host.now_ms(), reservation);
-            }
-            return;
-        }
+        // With no retry made (the common case) the hold goes back to this worker's lease, or
+        // with its next write: no shared-data write here.
         let reservation = self.reservation.unwrap_or(Reservation {
             epoch: u64::MAX,
             retries: 0,
             bucket: 0,
         });
-        let now = host.now_ms();
-        let budget = &shared.budget;
-        let settled = shared.update(host, now, |w| w.settle(budget, now, reservation, made));
-        if settled.is_none() {
+        let settled = {
+            let host = &*host;
+            shared.settle(host, || host.now_ms(), reservation, made)
+        };
+        if !settled {
             // The hold stays until it expires, and the retries made are not charged: count it.
             host.counter(&self.route.settle_failed, 1);
         }

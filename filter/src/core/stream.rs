@@ -11,6 +11,7 @@
 //! any other answer, and a panic kills the VM.
 
 use super::access_log::{self, FilterField};
+use super::catalog::Catalog;
 use super::cause_table::{Cause, Remembered};
 use super::config::Direction;
 use super::extract::{self, Extracted, Source};
@@ -102,7 +103,7 @@ impl Stream {
         // (Inbound, the app's own x-meshkit-* were stripped by the route config already.)
         let head = ResponseHead::read(host, end_of_stream);
         if head.is_error {
-            self.origin = origin(host);
+            self.origin = origin(host, self.retry.is_some());
         }
         // The router is done with this request: settle its retries now, not at the end of a
         // long stream.
@@ -158,8 +159,10 @@ impl Stream {
             }
             Direction::Inbound => {
                 let extracted = if may_fail {
-                    self.pushback = pushback::asks_to_wait(&ResponseHeaders(host), head.status);
-                    extract::from_app(&ResponseHeaders(host), &config.errors)
+                    let extracted = extract::from_app(&ResponseHeaders(host), &config.errors);
+                    self.pushback = may_be_retried(&plugin.catalog, &extracted)
+                        && pushback::asks_to_wait(&ResponseHeaders(host), head.status);
+                    extracted
                 } else {
                     Extracted::Absent
                 };
@@ -263,10 +266,12 @@ impl Stream {
         let facts = match self.pending.take() {
             Some(Pending::Trailers(from_headers)) if inbound => {
                 let is_error = trailers_error();
-                // gRPC sends its pushback with the status.
-                self.pushback |= is_error && pushback::asks_to_wait(&Trailers(host), 200);
                 let errors = &plugin.config.errors;
                 let extracted = from_headers.or_else(|| extract::from_app(&Trailers(host), errors));
+                // gRPC sends its pushback with the status.
+                self.pushback |= is_error
+                    && may_be_retried(&plugin.catalog, &extracted)
+                    && pushback::asks_to_wait(&Trailers(host), 200);
                 ResponseFacts {
                     extracted,
                     ..self.facts(plugin, host, is_error)
@@ -496,6 +501,17 @@ impl Stream {
             host.remove_header(Map::ResponseHeaders, "content-length");
             self.pending = Some(Pending::ReplaceBody(report, head.status));
         }
+    }
+}
+
+/// Whether an inbound failure with what the app said could still be marked retryable, so that
+/// the app's pushback matters. A code the catalog does not retry settles it: its pushback
+/// headers are not read.
+fn may_be_retried(catalog: &Catalog, extracted: &Extracted) -> bool {
+    match extracted {
+        Extracted::Code { code, .. } => catalog.retryable(code),
+        // No code of its own: a remembered upstream cause may still be retryable.
+        _ => true,
     }
 }
 

@@ -10,6 +10,7 @@ mod calls;
 mod metrics;
 
 use std::rc::Rc;
+use std::time::Duration;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -69,8 +70,19 @@ impl RootContext for MeshkitRoot {
         if let Err(e) = plugin.create_shared_keys(&calls, calls::now_ms()) {
             log::warn!("meshkit: cannot create shared data keys: {e:?}");
         }
+        if let Some(ms) = plugin.tick_period_ms() {
+            if let Err(status) = hostcalls::set_tick_period(Duration::from_millis(ms)) {
+                log::warn!("meshkit: cannot set the tick period: {status:?}");
+            }
+        }
         self.plugin = Some(Rc::new(plugin));
         true
+    }
+
+    fn on_tick(&mut self) {
+        if let Some(plugin) = &self.plugin {
+            plugin.tick(&Hostcalls, calls::now_ms());
+        }
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {

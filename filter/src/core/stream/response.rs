@@ -57,11 +57,17 @@ impl ResponseHead {
     }
 }
 
-/// Where an error response came from: Envoy itself (and why), or the upstream.
-pub fn origin(host: &impl Host) -> Origin {
+/// Where an error response came from: Envoy itself (and why), or the upstream. An upstream's
+/// response only has its flags read when `upstream_flags` (the retry decision needs them: a
+/// circuit breaker that refused a retry); a reply Envoy made always does (they say why).
+pub fn origin(host: &impl Host, upstream_flags: bool) -> Origin {
     let details = string_property(host, Property::ResponseCodeDetails);
-    let flags = u64_property(host, Property::ResponseFlags).unwrap_or(0);
     let via_upstream = details.as_deref() == Some("via_upstream");
+    let flags = if via_upstream && !upstream_flags {
+        0
+    } else {
+        u64_property(host, Property::ResponseFlags).unwrap_or(0)
+    };
     // Only called for errors (HTTP ≥ 400, or a gRPC status: Envoy's gRPC replies are 200).
     // An error Envoy made for a reason meshkit has no name for is still the mesh's, never the
     // app's (nor a remembered upstream cause's).
