@@ -6,6 +6,7 @@
 mod generate_time;
 mod load;
 mod pair;
+mod report;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -49,9 +50,10 @@ struct Args {
     #[arg(long, default_value = ".meshkit/bench")]
     run_dir: PathBuf,
     /// Another build of the filter (e.g. main's, before a change) to run interleaved with
-    /// this one, on both paths: "before and after" in one run.
+    /// this one, on both paths: "before and after" in one run. Repeatable: the second is
+    /// `baseline 2`, and so on.
     #[arg(long)]
-    baseline_wasm: Option<PathBuf>,
+    baseline_wasm: Vec<PathBuf>,
     /// Routes without a retry policy (no retry budget work per request).
     #[arg(long)]
     no_retries: bool,
@@ -61,22 +63,22 @@ struct Args {
 }
 
 /// One configuration measured.
-struct Variant {
-    name: String,
-    filter: Filter,
+pub struct Variant {
+    pub name: String,
+    pub filter: Filter,
     /// The error path: `b`'s app answers 503 with a catalog code.
-    error_path: bool,
+    pub error_path: bool,
 }
 
 /// Per-round figures of one variant.
 #[derive(Default, Clone)]
-struct Figures {
-    cpu_us_per_request: Vec<f64>,
-    per_second: Vec<f64>,
-    p50_us: Vec<f64>,
-    p99_us: Vec<f64>,
-    rss_mib: Vec<f64>,
-    errors: u64,
+pub struct Figures {
+    pub cpu_us_per_request: Vec<f64>,
+    pub per_second: Vec<f64>,
+    pub p50_us: Vec<f64>,
+    pub p99_us: Vec<f64>,
+    pub rss_mib: Vec<f64>,
+    pub errors: u64,
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -107,15 +109,21 @@ async fn main() -> anyhow::Result<()> {
         variant("no-op filter", Filter::Wasm(args.noop_wasm.clone()), false),
         variant("meshkit", Filter::Wasm(meshkit.clone()), false),
         variant("bare, 503", Filter::Bare, true),
+        variant(
+            "no-op filter, 503",
+            Filter::Wasm(args.noop_wasm.clone()),
+            true,
+        ),
         variant("meshkit, 503", Filter::Wasm(meshkit.clone()), true),
     ];
-    if let Some(baseline) = &args.baseline_wasm {
-        variants.push(variant("baseline", Filter::Wasm(baseline.clone()), false));
-        variants.push(variant(
-            "baseline, 503",
-            Filter::Wasm(baseline.clone()),
-            true,
-        ));
+    for (i, baseline) in args.baseline_wasm.iter().enumerate() {
+        let name = match i {
+            0 => "baseline".to_string(),
+            i => format!("baseline {}", i + 1),
+        };
+        variants.push(variant(&name, Filter::Wasm(baseline.clone()), false));
+        let error_path = format!("{name}, 503");
+        variants.push(variant(&error_path, Filter::Wasm(baseline.clone()), true));
     }
 
     if !args.only.is_empty() {
@@ -128,6 +136,7 @@ async fn main() -> anyhow::Result<()> {
          both sidecars' user+sys per request; p50/p99), then {}s closed loop (most req/s)",
         args.connections, args.seconds, args.rate, args.max_seconds
     );
+    let mut all_figures = Vec::new();
     for &concurrency in &args.concurrency {
         let mut figures = vec![Figures::default(); variants.len()];
         for round in 0..args.rounds {
@@ -143,8 +152,11 @@ async fn main() -> anyhow::Result<()> {
                 all.errors += f.5;
             }
         }
-        report(concurrency, &variants, &figures);
+        report::table(concurrency, &variants, &figures);
+        all_figures.push((concurrency, figures));
     }
+    report::memory(&variants, &all_figures);
+    report::goals(&variants, &all_figures);
 
     let wasm_size = std::fs::metadata(&meshkit)?.len();
     println!(
@@ -211,60 +223,4 @@ async fn measure(
         rss,
         closed.errors + fixed.errors,
     ))
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => 0.0,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
-}
-
-fn spread(values: &[f64]) -> String {
-    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    format!("{:.0} [{:.0}–{:.0}]", median(values), min, max)
-}
-
-fn report(concurrency: u32, variants: &[Variant], figures: &[Figures]) {
-    println!("\n--concurrency {concurrency} (medians [min–max] over rounds)");
-    println!(
-        "| variant | CPU µs/request | req/s | p50 µs | p99 µs | RSS MiB (both) | CPU vs bare | CPU vs no-op | errors |"
-    );
-    println!("|---|---|---|---|---|---|---|---|---|");
-    let cpu = |name: &str| {
-        variants
-            .iter()
-            .position(|v| v.name == name)
-            .map(|i| median(&figures[i].cpu_us_per_request))
-            .unwrap_or(f64::NAN)
-    };
-    for (v, f) in variants.iter().zip(figures) {
-        let own = median(&f.cpu_us_per_request);
-        let bare = if v.error_path {
-            cpu("bare, 503")
-        } else {
-            cpu("bare")
-        };
-        let vs_noop = if v.error_path || matches!(v.filter, Filter::Bare) {
-            "".to_string()
-        } else {
-            format!("{:.2}×", own / cpu("no-op filter"))
-        };
-        println!(
-            "| {} | {} | {} | {} | {} | {:.1} | {:.2}× | {} | {} |",
-            v.name,
-            spread(&f.cpu_us_per_request),
-            spread(&f.per_second),
-            spread(&f.p50_us),
-            spread(&f.p99_us),
-            median(&f.rss_mib),
-            own / bare,
-            vs_noop,
-            f.errors
-        );
-    }
 }

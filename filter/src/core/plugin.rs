@@ -97,9 +97,7 @@ impl Plugin {
         }
         self.causes.create(store)
     }
-}
 
-impl Plugin {
     /// How often the root context ticks: once per budget slot (`ttl / 10`), so that an idle
     /// worker's lease and deposits reach the shared window within a slot. `None`: no budgets,
     /// no tick.
