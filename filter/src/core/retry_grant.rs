@@ -139,6 +139,16 @@ impl RetryGrant {
         }
     }
 
+    /// Whether Envoy's circuit breaker could have refused a retry of this failure: the route
+    /// retries it, and the router had retries left that the budget granted.
+    pub fn may_overflow(&self, failure: Option<RouterFailure>) -> bool {
+        !matches!(
+            self.decision,
+            BudgetDecision::NotRetriable | BudgetDecision::Unavailable
+        ) && self.made.unwrap_or(0) < self.allowed
+            && failure.is_some_and(|f| self.route.policy.retries_failure(&f))
+    }
+
     /// The budget's decision for the log, once the outcome is known. `failure`: what the router
     /// saw at response headers (`None`: no failure there); `flags`: Envoy's response flags.
     pub fn decide(

@@ -15,7 +15,7 @@ use super::catalog::Catalog;
 use super::cause_table::{Cause, Remembered};
 use super::config::Direction;
 use super::extract::{self, Extracted, Source};
-use super::host::{string_property, Host, Map, Property};
+use super::host::{string_property, u64_property, Host, Map, Property};
 use super::local_reply::{self, LocalReplies};
 use super::plugin::Plugin;
 use super::propagation;
@@ -103,7 +103,7 @@ impl Stream {
         // (Inbound, the app's own x-meshkit-* were stripped by the route config already.)
         let head = ResponseHead::read(host, end_of_stream);
         if head.is_error {
-            self.origin = origin(host, self.retry.is_some());
+            self.origin = origin(host);
         }
         // The router is done with this request: settle its retries now, not at the end of a
         // long stream.
@@ -463,7 +463,14 @@ impl Stream {
         };
         // A failure reported only in trailers was never the router's to retry.
         let failure = report.and(self.router_failure);
-        let decision = grant.decide(failure, self.origin.flags, self.origin.via_upstream);
+        // An upstream's response needs its flags only if a circuit breaker could have refused
+        // one of its retries.
+        let flags = if self.origin.via_upstream && grant.may_overflow(failure) {
+            u64_property(host, Property::ResponseFlags).unwrap_or(0)
+        } else {
+            self.origin.flags
+        };
+        let decision = grant.decide(failure, flags, self.origin.via_upstream);
         if let Some(name) = grant.decision_metric(decision) {
             host.counter(name, 1);
         }

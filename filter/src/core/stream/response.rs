@@ -57,13 +57,13 @@ impl ResponseHead {
     }
 }
 
-/// Where an error response came from: Envoy itself (and why), or the upstream. An upstream's
-/// response only has its flags read when `upstream_flags` (the retry decision needs them: a
-/// circuit breaker that refused a retry); a reply Envoy made always does (they say why).
-pub fn origin(host: &impl Host, upstream_flags: bool) -> Origin {
+/// Where an error response came from: Envoy itself (and why), or the upstream. Only a reply
+/// Envoy made has its flags read here (they say why); an upstream's response has them read
+/// later, and only if the retry decision needs them (see `Stream::record_retry`).
+pub fn origin(host: &impl Host) -> Origin {
     let details = string_property(host, Property::ResponseCodeDetails);
     let via_upstream = details.as_deref() == Some("via_upstream");
-    let flags = if via_upstream && !upstream_flags {
+    let flags = if via_upstream {
         0
     } else {
         u64_property(host, Property::ResponseFlags).unwrap_or(0)

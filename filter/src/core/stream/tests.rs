@@ -1028,3 +1028,55 @@ fn an_outbound_error_on_a_route_without_retries_makes_these_hostcalls() {
         ]
     );
 }
+
+#[test]
+fn an_outbound_error_the_route_does_not_retry_reads_no_flags() {
+    let store = Shared::default();
+    let p = outbound();
+    p.create_shared_keys(store.as_ref(), 0).unwrap();
+    Run::new(&p, &store, &[]).request(); // takes the lease
+    let mut run = Run::new(&p, &store, &[]);
+    run.request();
+    run.host
+        .set_u64(Property::ResponseFlags, flags::UPSTREAM_OVERFLOW);
+    let not_retryable = [
+        ("x-meshkit-error-code", "CM404001"),
+        ("x-meshkit-error-origin", "users"),
+        ("x-meshkit-error-retryable", "false"),
+    ];
+    run.upstream_response(404, &not_retryable, Some(1), true);
+    let host = run.log();
+    assert_eq!(host.log(FilterField::RetryBudget), Some("full"));
+    let response: Vec<String> = hostcalls(host)
+        .into_iter()
+        .skip_while(|c| !c.contains(":status"))
+        .collect();
+    assert_eq!(
+        response,
+        [
+            "get_header ResponseHeaders :status",
+            "get_header ResponseHeaders content-type",
+            "get_property ResponseCodeDetails",
+            "get_header ResponseHeaders x-envoy-attempt-count",
+            "increment_metric meshkit.retry.retries.recipes.users",
+            "get_header ResponseHeaders x-meshkit-error-code",
+            "get_header ResponseHeaders x-meshkit-error-origin",
+            "get_header ResponseHeaders x-meshkit-error-cause",
+            "get_header ResponseHeaders x-meshkit-error-retryable",
+            "get_current_time",
+            "get_shared_data meshkit.cause.1",
+            "set_shared_data meshkit.cause.1",
+            "increment_metric meshkit.errors.recipes.outbound.users.users.catalog.CM404001",
+            "set_property meshkit.error.origin",
+            "set_property meshkit.error.retryable",
+            "set_property meshkit.error.classification",
+            "set_property meshkit.error.source",
+            "set_property meshkit.error.code",
+            // The route does not retry what the upstream marked not retryable: no circuit
+            // breaker can have refused a retry of it, so the flags are never read.
+            "set_property meshkit.retry.allowed",
+            "set_property meshkit.retry.budget",
+            "set_header ResponseHeaders x-meshkit-error-retryable",
+        ]
+    );
+}
