@@ -52,9 +52,12 @@ pub fn plan(mesh: &Mesh) -> DemoPlan {
         .or(catalog.first());
     let (directives, description) = match code {
         Some(e) => (
+            // (`grpc=` is for a gRPC service: the catalog's status for the code.)
             format!(
-                "{deepest}.status={};{deepest}.code={}",
-                e.http_status, e.code
+                "{deepest}.status={};{deepest}.code={};{deepest}.grpc={}",
+                e.http_status,
+                e.code,
+                e.grpc_status.name()
             ),
             format!(
                 "{deepest} answers {} with app error code {}",
@@ -217,7 +220,7 @@ mod tests {
         );
         assert_eq!(
             p.requests[1].directives.as_deref(),
-            Some("payments.status=503;payments.code=shop.down"),
+            Some("payments.status=503;payments.code=shop.down;payments.grpc=UNAVAILABLE"),
             "a code from the spec's own catalog"
         );
     }

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use meshkit_sdk::model::{Mesh, PathMatch, Service};
+use meshkit_sdk::spec::Protocol;
 use meshkit_sdk::{generate, write_files, OutputFormat, RenderOptions};
 use tokio::net::TcpListener;
 
@@ -278,12 +279,13 @@ fn demo_app_config(service: &Service, instance: &str) -> DemoAppConfig {
     let calls = service
         .upstreams
         .iter()
-        .filter_map(|u| u.routes.first())
-        .map(|r| UpstreamCall {
+        .filter_map(|u| Some((u, u.routes.first()?)))
+        .map(|(u, r)| UpstreamCall {
             via,
             path: match &r.path {
                 PathMatch::Prefix(p) | PathMatch::Exact(p) => p.clone(),
             },
+            grpc: u.protocol == Protocol::Http2,
         })
         .collect();
     DemoAppConfig {

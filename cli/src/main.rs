@@ -93,7 +93,8 @@ enum Command {
         #[arg(long)]
         listen: std::net::SocketAddr,
         /// Upstream call made for every request: `OUTBOUND_ADDR/PATH`, e.g.
-        /// `127.0.0.1:18101/recipes`. Repeatable.
+        /// `127.0.0.1:18101/recipes`, or `grpc:OUTBOUND_ADDR/PATH` for a gRPC upstream (a unary
+        /// call at that path). Repeatable.
         #[arg(long = "call")]
         calls: Vec<String>,
     },

@@ -360,6 +360,18 @@ fn up_demo_works_for_any_mesh_with_its_own_catalog() {
             .all(|r| r["meshkit.error.origin"] == "payments-service"),
         "{failing:#?}"
     );
+    // payments-service speaks gRPC: its demo app failed the call the documented way, with the
+    // code in grpc-status-details-bin, and its sidecar read it from there.
+    let payments = failing
+        .iter()
+        .find(|r| r["service.name"] == "payments-service" && r["meshkit.direction"] == "inbound")
+        .unwrap_or_else(|| panic!("{failing:#?}"));
+    assert_eq!(payments["rpc.grpc.status_code"], 14, "{payments:#?}");
+    assert_eq!(
+        payments["meshkit.error.source"], "grpc_details",
+        "{payments:#?}"
+    );
+    assert_eq!(payments["meshkit.error.code"], "SHOP-503", "{payments:#?}");
 }
 
 #[test]

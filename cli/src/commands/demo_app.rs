@@ -32,11 +32,16 @@ pub async fn run(
 
 fn parse_call(text: &str) -> Result<UpstreamCall, Failure> {
     let usage = |why: &str| Failure::new(Exit::Usage, format!("--call {text:?}: {why}"));
-    let (addr, path) = text
+    let (grpc, rest) = match text.strip_prefix("grpc:") {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (addr, path) = rest
         .split_once('/')
-        .ok_or_else(|| usage("expected ADDR/PATH"))?;
+        .ok_or_else(|| usage("expected [grpc:]ADDR/PATH"))?;
     Ok(UpstreamCall {
         via: addr.parse().map_err(|_| usage("bad address"))?,
         path: format!("/{path}"),
+        grpc,
     })
 }

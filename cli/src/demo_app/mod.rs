@@ -14,7 +14,13 @@
 //! - `header=<name>:<value>`: add this header to a `status` answer (repeatable), e.g.
 //!   `retry-after:5` or `grpc-retry-pushback-ms:-1` for server pushback;
 //! - `health=fail` / `health=ok`: from now on (sticky, this instance only) answer the health
-//!   check path [`HEALTH_PATH`] with 503 / 200. Health checks never call upstreams.
+//!   check path [`HEALTH_PATH`] with 503 / 200. Health checks never call upstreams;
+//! - `grpc=<code>`: the gRPC status of a failing gRPC call (`UNAVAILABLE` or `14`; default:
+//!   the gRPC spec's mapping of `status`).
+//!
+//! A gRPC request (`application/grpc`, at any path) is answered the gRPC way, with the same
+//! directives read from its metadata (see [`grpc`]); an upstream whose app speaks HTTP/2 is
+//! called with gRPC.
 //!
 //! Example: `x-demo: users.status=503;users.code=CM503001` makes `users` fail and everything
 //! in front of it see that failure. The app forwards `x-demo`, `x-request-id` and
@@ -27,7 +33,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http_body_util::Full;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::service::service_fn;
@@ -37,8 +44,15 @@ use hyper_util::server::conn::auto;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
+use tonic::transport::Channel;
 
 use crate::http_client;
+
+mod grpc;
+
+/// What a demo app answers: HTTP or gRPC bodies.
+type DemoResponse = Response<UnsyncBoxBody<Bytes, BoxError>>;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Header the app sets to report an application error code.
 pub const APP_ERROR_CODE_HEADER: &str = "x-app-error-code";
@@ -54,6 +68,8 @@ pub struct UpstreamCall {
     /// The sidecar's outbound listener.
     pub via: SocketAddr,
     pub path: String,
+    /// The upstream's app speaks HTTP/2: call it with gRPC (at `path`).
+    pub grpc: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -72,11 +88,29 @@ pub struct DemoApp {
     tasks: JoinSet<()>,
 }
 
+/// A configured app: its settings and a channel per gRPC upstream.
+struct App {
+    config: DemoAppConfig,
+    channels: Vec<Option<Channel>>,
+}
+
 impl DemoApp {
     /// Serves on an already-bound listener (HTTP/1.1 and h2c prior knowledge).
     pub fn start(listener: TcpListener, config: DemoAppConfig) -> std::io::Result<DemoApp> {
         let addr = listener.local_addr()?;
-        let config = Arc::new(config);
+        let channels = config
+            .calls
+            .iter()
+            .map(|call| {
+                call.grpc.then(|| {
+                    Channel::from_shared(format!("http://{}", call.via))
+                        .map(|endpoint| endpoint.timeout(UPSTREAM_TIMEOUT).connect_lazy())
+                        .map_err(std::io::Error::other)
+                })
+            })
+            .map(Option::transpose)
+            .collect::<std::io::Result<_>>()?;
+        let config = Arc::new(App { config, channels });
         let healthy = Arc::new(AtomicBool::new(true));
         let mut tasks = JoinSet::new();
         tasks.spawn(async move {
@@ -116,7 +150,7 @@ impl Drop for DemoApp {
 }
 
 /// What one request asks of this app.
-#[derive(Debug, Default, PartialEq)]
+#[derive(Debug, Default, Clone, PartialEq)]
 struct Behaviour {
     status: Option<u16>,
     code: Option<String>,
@@ -125,6 +159,7 @@ struct Behaviour {
     problem: Option<String>,
     headers: Vec<(String, String)>,
     health: Option<bool>,
+    grpc: Option<tonic::Code>,
 }
 
 fn behaviour(me: &str, instance: &str, directives: &str) -> Behaviour {
@@ -146,6 +181,7 @@ fn behaviour(me: &str, instance: &str, directives: &str) -> Behaviour {
             "body" => b.body = Some(value.to_string()),
             "problem" => b.problem = Some(value.to_string()),
             "health" => b.health = matches!(value, "ok" | "fail").then_some(value == "ok"),
+            "grpc" => b.grpc = grpc::parse_code(value),
             "header" => {
                 if let Some((name, value)) = value.split_once(':') {
                     b.headers
@@ -159,10 +195,11 @@ fn behaviour(me: &str, instance: &str, directives: &str) -> Behaviour {
 }
 
 async fn handle(
-    config: Arc<DemoAppConfig>,
+    app: Arc<App>,
     healthy: Arc<AtomicBool>,
     req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+) -> Result<DemoResponse, Infallible> {
+    let config = &app.config;
     let mut directives = header(&req, "x-demo").unwrap_or_default();
     if let Some(q) = req.uri().query() {
         for pair in q.split('&') {
@@ -176,13 +213,26 @@ async fn handle(
     if let Some(h) = b.health {
         healthy.store(h, Ordering::Relaxed);
     }
+    if grpc::is_grpc(&req) {
+        return Ok(grpc::serve(app.clone(), b, req).await);
+    }
+    Ok(boxed(http(&app, &healthy, b, req).await))
+}
+
+async fn http(
+    app: &App,
+    healthy: &AtomicBool,
+    b: Behaviour,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    let config = &app.config;
     if req.uri().path() == HEALTH_PATH {
         let status = if healthy.load(Ordering::Relaxed) {
             200
         } else {
             503
         };
-        return Ok(reply(status, String::new(), None, &config.name));
+        return reply(status, String::new(), None, &config.name);
     }
     if let Some(latency) = b.latency {
         tokio::time::sleep(latency).await;
@@ -196,49 +246,66 @@ async fn handle(
                 CONTENT_TYPE,
                 HeaderValue::from_static("application/problem+json"),
             );
-            return Ok(with_headers(r, &b.headers));
+            return with_headers(r, &b.headers);
         }
         let body = b.body.clone().unwrap_or_else(|| {
             json!({"service": config.name, "status": status, "code": b.code}).to_string()
         });
         let r = reply(status, body, b.code.as_deref(), &config.name);
-        return Ok(with_headers(r, &b.headers));
+        return with_headers(r, &b.headers);
     }
 
     let forwarded: Vec<(String, String)> = FORWARDED
         .iter()
         .filter_map(|h| header(&req, h).map(|v| (h.to_string(), v)))
         .collect();
-    let mut upstreams = Vec::new();
-    for call in &config.calls {
-        let result = http_client::send(
-            call.via,
-            Method::GET,
-            &call.path,
-            &forwarded,
-            UPSTREAM_TIMEOUT,
-        )
-        .await;
-        match result {
-            Ok(r) if r.status < 400 => {
-                upstreams.push(serde_json::from_slice(&r.body).unwrap_or_else(|_| json!(r.text())))
-            }
-            Ok(r) => {
-                let body = json!({"service": config.name, "error": "upstream failed",
-                                  "upstream_status": r.status});
-                return Ok(reply(500, body.to_string(), None, &config.name));
-            }
-            Err(e) => {
-                let body = json!({"service": config.name, "error": e.to_string()});
-                return Ok(reply(500, body.to_string(), None, &config.name));
-            }
+    let upstreams = match call_upstreams(app, &forwarded).await {
+        Ok(upstreams) => upstreams,
+        Err(error) => {
+            let body = json!({"service": config.name, "error": error});
+            return reply(500, body.to_string(), None, &config.name);
         }
-    }
+    };
     let body = b.body.unwrap_or_else(|| {
         json!({"service": config.name, "path": req.uri().path(), "upstreams": upstreams})
             .to_string()
     });
-    Ok(reply(200, body, None, &config.name))
+    reply(200, body, None, &config.name)
+}
+
+/// Calls every upstream in order (HTTP GET, or gRPC for an HTTP/2 app), forwarding the demo
+/// headers; stops at the first failure, as an app that cannot do its job would.
+async fn call_upstreams(
+    app: &App,
+    forwarded: &[(String, String)],
+) -> Result<Vec<serde_json::Value>, String> {
+    let mut upstreams = Vec::new();
+    for (call, channel) in app.config.calls.iter().zip(&app.channels) {
+        let answer = match channel {
+            Some(channel) => grpc::call(channel, &call.path, forwarded).await?,
+            None => {
+                let r = http_client::send(
+                    call.via,
+                    Method::GET,
+                    &call.path,
+                    forwarded,
+                    UPSTREAM_TIMEOUT,
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+                if r.status >= 400 {
+                    return Err(format!("upstream failed with {}", r.status));
+                }
+                serde_json::from_slice(&r.body).unwrap_or_else(|_| json!(r.text()))
+            }
+        };
+        upstreams.push(answer);
+    }
+    Ok(upstreams)
+}
+
+fn boxed(r: Response<Full<Bytes>>) -> DemoResponse {
+    r.map(|body| body.map_err(|never| match never {}).boxed_unsync())
 }
 
 /// Adds the `header=` directives' headers (invalid names or values are skipped).
@@ -312,5 +379,18 @@ mod tests {
         let b = behaviour("a", "a", "*.latency=20ms; junk ;a.status=999;=;.=x");
         assert_eq!(b.latency, Some(Duration::from_millis(20)));
         assert_eq!(b.status, None, "out-of-range status ignored");
+    }
+
+    #[test]
+    fn grpc_codes_by_name_or_number_and_garbage_ignored() {
+        let b = behaviour("a", "a", "a.grpc=UNAVAILABLE");
+        assert_eq!(b.grpc, Some(tonic::Code::Unavailable));
+        assert_eq!(
+            behaviour("a", "a", "a.grpc=5").grpc,
+            Some(tonic::Code::NotFound)
+        );
+        for junk in ["a.grpc=17", "a.grpc=-1", "a.grpc=unavailable", "a.grpc="] {
+            assert_eq!(behaviour("a", "a", junk).grpc, None, "{junk}");
+        }
     }
 }
