@@ -4,7 +4,9 @@
 //! - inbound: callers → `sidecar.address:inbound_port` (bound on `listen_address`) → local app;
 //! - outbound: local app → `127.0.0.1:outbound_port` → upstream sidecars, routed by path.
 
-use envoy_types::pb::envoy::config::listener::v3::{filter, Filter, FilterChain, Listener};
+use envoy_types::pb::envoy::config::listener::v3::{
+    filter, listener, Filter, FilterChain, Listener,
+};
 use envoy_types::pb::envoy::config::route::v3::{
     header_matcher, retry_policy::RetryBackOff, route, route_action, route_match, HeaderMatcher,
     RetryPolicy as EnvoyRetryPolicy, Route as EnvoyRoute, RouteAction, RouteConfiguration,
@@ -25,6 +27,7 @@ use meshkit_filter::core::retry_control::{RetrySettings, RouteRetry};
 use super::access_log::stdout_json_access_log;
 use super::any::{duration, pack};
 use super::cluster::{socket, LOCAL_APP_CLUSTER};
+use super::health_check_filter::{checked_paths, health_check_filter};
 use super::wasm_filter::meshkit_http_filter;
 use crate::model::{Mesh, PathMatch, RetryPolicy, Route, Service};
 
@@ -140,6 +143,11 @@ fn listener(
         retry_layers: mesh.retry_layers,
         cause_table: cause_table(service),
     };
+    // Inbound: how this replica leaves its callers' rotation before it stops.
+    let health_check = match direction {
+        Direction::Inbound => health_check_filter(&checked_paths(mesh, service)),
+        Direction::Outbound => None,
+    };
     let hcm = HttpConnectionManager {
         stat_prefix: name.into(),
         codec_type: http_connection_manager::CodecType::Auto as i32,
@@ -150,9 +158,9 @@ fn listener(
                 ..Default::default()
             },
         )),
-        http_filters: wasm_path
-            .map(|path| meshkit_http_filter(&plugin, path))
+        http_filters: health_check
             .into_iter()
+            .chain(wasm_path.map(|path| meshkit_http_filter(&plugin, path)))
             .chain([router()])
             .collect(),
         access_log: vec![stdout_json_access_log(&service.name, instance, direction)],
@@ -173,6 +181,13 @@ fn listener(
             }],
             ..Default::default()
         }],
+        // The outbound listener serves only the local app, which keeps calling its upstreams
+        // while the inbound side drains: only a change to the listener itself drains it, not
+        // `/healthcheck/fail` or `/drain_listeners`.
+        drain_type: match direction {
+            Direction::Inbound => listener::DrainType::Default,
+            Direction::Outbound => listener::DrainType::ModifyOnly,
+        } as i32,
         ..Default::default()
     }
 }

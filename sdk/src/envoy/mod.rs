@@ -6,6 +6,7 @@ pub mod access_log;
 mod any;
 pub mod bootstrap;
 mod cluster;
+mod health_check_filter;
 mod listener;
 mod stats;
 mod wasm_filter;
