@@ -102,6 +102,7 @@ impl Pair {
                 concurrency,
                 log_path: run_dir.join(format!("{}.envoy.log", service.name)),
                 discard_access_log: true,
+                drain_time: meshkit_cli::local_mesh::DRAIN_TIME,
             };
             let mut e = EnvoyProcess::spawn(&service.name, admin, &cmd, access_log.clone())?;
             e.wait_ready(Duration::from_secs(60))

@@ -66,6 +66,9 @@ pub struct LocalMesh {
     app_processes: Vec<AppProcess>,
 }
 
+/// How long a draining sidecar keeps its connections (Envoy's `--drain-time-s`).
+pub const DRAIN_TIME: Duration = Duration::from_secs(5);
+
 /// One instance of a service: its name and its config as a service of its own.
 struct Instance {
     name: String,
@@ -156,6 +159,7 @@ impl LocalMesh {
                 concurrency: options.concurrency,
                 log_path: options.run_dir.join(format!("{name}.envoy.log")),
                 discard_access_log: false,
+                drain_time: DRAIN_TIME,
             };
             let envoy = EnvoyProcess::spawn(&name, admin_addr(&instance), &cmd, access_log.clone());
             match envoy {

@@ -30,6 +30,8 @@ pub struct EnvoyCommand {
     /// Send the access log (stdout) nowhere instead of to the [`AccessLog`] (benchmarks:
     /// Envoy still formats every line, nothing reads it).
     pub discard_access_log: bool,
+    /// Envoy's drain time: how long a draining listener keeps its connections.
+    pub drain_time: Duration,
 }
 
 pub struct EnvoyProcess {
@@ -56,6 +58,13 @@ impl EnvoyProcess {
             .args(["--base-id", &cmd.base_id.to_string()])
             .args(["--concurrency", &cmd.concurrency.to_string()])
             .args(["--log-level", "info"])
+            // A drain (`/drain_listeners?graceful`, `/healthcheck/fail`) asks every connection to
+            // close at its next response, and lasts `drain_time`.
+            .args([
+                "--drain-time-s",
+                &cmd.drain_time.as_secs().max(1).to_string(),
+            ])
+            .args(["--drain-strategy", "immediate"])
             // Access log lines reach stdout within 100 ms instead of Envoy's 10 s default.
             .args(["--file-flush-interval-msec", "100"])
             .stdin(Stdio::null())

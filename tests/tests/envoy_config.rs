@@ -197,6 +197,7 @@ async fn a_bad_plugin_configuration_stops_the_plugin_with_the_field_named() {
             concurrency: 1,
             log_path: dir.join("envoy.log"),
             discard_access_log: false,
+            drain_time: meshkit_cli::local_mesh::DRAIN_TIME,
         };
         let mut envoy =
             EnvoyProcess::spawn("users", admin, &cmd, Arc::new(AccessLog::new(false))).unwrap();

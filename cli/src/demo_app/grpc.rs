@@ -73,9 +73,6 @@ impl tonic::server::UnaryService<CallRequest> for Call {
         let (app, b) = (self.app.clone(), self.b.clone());
         Box::pin(async move {
             let config = &app.config;
-            if let Some(latency) = b.latency {
-                tokio::time::sleep(latency).await;
-            }
             if b.status.is_some() || b.grpc.is_some() {
                 return Err(failure(&config.name, &b));
             }

@@ -214,6 +214,10 @@ async fn handle(
         healthy.store(h, Ordering::Relaxed);
     }
     if grpc::is_grpc(&req) {
+        // First, as for HTTP: before the call is even read.
+        if let Some(latency) = b.latency {
+            tokio::time::sleep(latency).await;
+        }
         return Ok(grpc::serve(app.clone(), b, req).await);
     }
     Ok(boxed(http(&app, &healthy, b, req).await))

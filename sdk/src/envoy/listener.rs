@@ -8,14 +8,15 @@ use envoy_types::pb::envoy::config::listener::v3::{
     filter, listener, Filter, FilterChain, Listener,
 };
 use envoy_types::pb::envoy::config::route::v3::{
-    header_matcher, retry_policy::RetryBackOff, route, route_action, route_match, HeaderMatcher,
-    RetryPolicy as EnvoyRetryPolicy, Route as EnvoyRoute, RouteAction, RouteConfiguration,
-    RouteMatch, VirtualHost,
+    header_matcher, retry_policy, retry_policy::RetryBackOff, route, route_action, route_match,
+    HeaderMatcher, RetryPolicy as EnvoyRetryPolicy, Route as EnvoyRoute, RouteAction,
+    RouteConfiguration, RouteMatch, VirtualHost,
 };
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     http_connection_manager, http_filter, HttpConnectionManager, HttpFilter,
 };
+use envoy_types::pb::envoy::extensions::retry::host::previous_hosts::v3::PreviousHostsPredicate;
 use envoy_types::pb::envoy::r#type::matcher::v3::{string_matcher, RegexMatcher, StringMatcher};
 use envoy_types::pb::google::protobuf::{BoolValue, UInt32Value};
 use meshkit_filter::core::cause_table::{MAX_BUCKETS, MIN_BUCKETS, WAYS};
@@ -304,6 +305,16 @@ fn retry_policy(r: &RetryPolicy) -> EnvoyRetryPolicy {
             base_interval: Some(duration(base)),
             max_interval: Some(duration(max)),
         }),
+        // A retry goes to another replica than the attempts before it (when there is one): a
+        // replica that just failed, or went away before its callers' load balancers noticed,
+        // is not asked again.
+        retry_host_predicate: vec![retry_policy::RetryHostPredicate {
+            name: "envoy.retry_host_predicates.previous_hosts".into(),
+            config_type: Some(retry_policy::retry_host_predicate::ConfigType::TypedConfig(
+                pack(&PreviousHostsPredicate::default()),
+            )),
+        }],
+        host_selection_retry_max_attempts: 3,
         ..Default::default()
     }
 }
