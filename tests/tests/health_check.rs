@@ -40,6 +40,18 @@ async fn wait_flags(mesh: &LocalMesh, host: SocketAddr, what: &str, pred: fn(&st
     }
 }
 
+/// Waits until recipes' health checker of `users` has counted one more `kind` (`failure`).
+async fn another_check(mesh: &LocalMesh, kind: &str) {
+    let stat = format!("cluster.users.health_check.{kind}");
+    let before = common::envoy_stat(mesh, "recipes", &stat).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while common::envoy_stat(mesh, "recipes", &stat).await <= before {
+        assert!(tokio::time::Instant::now() < deadline, "no further {kind}");
+        // Polling Envoy's admin view; it changes on the health checker's own timer.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Sends `n` requests through the chain; how many reached `users-1`.
 async fn reaching_replica(mesh: &LocalMesh, entry: SocketAddr, prefix: &str, n: usize) -> usize {
     let mut reached = 0;
@@ -73,6 +85,10 @@ async fn a_replica_failing_its_health_check_gets_no_traffic_until_it_passes() {
         f.contains("failed_active_hc")
     })
     .await;
+    // The flags show on the main thread at once; each worker's load balancer gets the new host
+    // set by a post that can lag behind under load. Counting starts once recipes has completed
+    // one more failed check of users-1 (a whole interval later).
+    another_check(&mesh, "failure").await;
     let failing = reaching_replica(&mesh, entry, "hc-failing", 20).await;
 
     send(replica, "hc-ok", Some("users-1.health=ok")).await;
