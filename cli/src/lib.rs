@@ -5,6 +5,7 @@ pub mod access_log;
 pub mod app_process;
 pub mod demo_app;
 pub mod demo_traffic;
+pub mod drain;
 pub mod http_client;
 pub mod local_mesh;
 pub mod locate;

@@ -20,6 +20,7 @@ use tokio::net::TcpListener;
 use crate::access_log::AccessLog;
 use crate::app_process::{AppEnv, AppProcess};
 use crate::demo_app::{DemoApp, DemoAppConfig, UpstreamCall};
+use crate::drain;
 use crate::process::{EnvoyCommand, EnvoyProcess};
 
 #[derive(Debug, Clone)]
@@ -64,9 +65,12 @@ pub struct LocalMesh {
     apps: Vec<(String, String, DemoApp)>,
     /// The user's own apps, by instance.
     app_processes: Vec<AppProcess>,
+    options: LocalMeshOptions,
+    /// Each instance's sidecar bootstrap: (instance, path).
+    configs: Vec<(String, PathBuf)>,
 }
 
-/// How long a draining sidecar keeps its connections (Envoy's `--drain-time-s`).
+/// Envoy's drain time where no health check asks for longer (see [`drain::drain_time`]).
 pub const DRAIN_TIME: Duration = Duration::from_secs(5);
 
 /// One instance of a service: its name and its config as a service of its own.
@@ -113,6 +117,15 @@ impl LocalMesh {
             apps: Vec::new(),
             app_processes: Vec::new(),
             mesh: mesh.clone(),
+            options: options.clone(),
+            configs: files
+                .iter()
+                .filter_map(|f| {
+                    let service = mesh.service(&f.service)?;
+                    let name = service.instance_name(f.instance);
+                    Some((name, options.run_dir.join(&f.file_name)))
+                })
+                .collect(),
         };
         for (instance, listener) in app_listeners {
             let app = DemoApp::start(listener, demo_app_config(&instance.spec, &instance.name))?;
@@ -121,53 +134,15 @@ impl LocalMesh {
                 .push((instance.spec.name.clone(), instance.name, app));
         }
         for i in instances(&mesh) {
-            let Some((_, command)) = options.app_commands.iter().find(|(s, _)| *s == i.spec.name)
-            else {
-                continue;
-            };
-            let listen = SocketAddr::new(i.spec.app.address, i.spec.app.port);
-            if let Err(e) = bind(listen.ip(), listen.port(), &format!("{} app", i.name)).await {
+            if let Err(e) = local.spawn_app_process(&i).await {
                 local.shutdown().await;
                 return Err(e);
             }
-            let env = AppEnv {
-                service: &i.spec.name,
-                instance: &i.name,
-                listen,
-                outbound: SocketAddr::from(([127, 0, 0, 1], i.spec.sidecar.outbound_port)),
-            };
-            match AppProcess::spawn(command, &env, &options.run_dir) {
-                Ok(p) => local.app_processes.push(p),
-                Err(e) => {
-                    local.shutdown().await;
-                    return Err(e);
-                }
-            }
         }
-        for file in &files {
-            let Some(service) = mesh.service(&file.service) else {
-                continue;
-            };
-            let name = service.instance_name(file.instance);
-            let Some(instance) = service.instance(file.instance) else {
-                continue;
-            };
-            let cmd = EnvoyCommand {
-                binary: options.envoy.clone(),
-                config: options.run_dir.join(&file.file_name),
-                base_id: u32::from(instance.sidecar.admin_port),
-                concurrency: options.concurrency,
-                log_path: options.run_dir.join(format!("{name}.envoy.log")),
-                discard_access_log: false,
-                drain_time: DRAIN_TIME,
-            };
-            let envoy = EnvoyProcess::spawn(&name, admin_addr(&instance), &cmd, access_log.clone());
-            match envoy {
-                Ok(e) => local.envoys.push(e),
-                Err(e) => {
-                    local.shutdown().await;
-                    return Err(e);
-                }
+        for (name, _) in local.configs.clone() {
+            if let Err(e) = local.spawn_sidecar(&name) {
+                local.shutdown().await;
+                return Err(e);
             }
         }
         let mut failure = None;
@@ -199,6 +174,116 @@ impl LocalMesh {
             return Err(e);
         }
         Ok(local)
+    }
+
+    /// Runs the user's command for instance `i`, if its service has one (not yet listening).
+    async fn spawn_app_process(&mut self, i: &Instance) -> anyhow::Result<()> {
+        let commands = &self.options.app_commands;
+        let Some((_, command)) = commands.iter().find(|(s, _)| *s == i.spec.name) else {
+            return Ok(());
+        };
+        let listen = SocketAddr::new(i.spec.app.address, i.spec.app.port);
+        bind(listen.ip(), listen.port(), &format!("{} app", i.name)).await?;
+        let env = AppEnv {
+            service: &i.spec.name,
+            instance: &i.name,
+            listen,
+            outbound: SocketAddr::from(([127, 0, 0, 1], i.spec.sidecar.outbound_port)),
+        };
+        let process = AppProcess::spawn(command, &env, &self.options.run_dir)?;
+        self.app_processes.push(process);
+        Ok(())
+    }
+
+    /// Starts instance `name`'s sidecar (not yet ready).
+    fn spawn_sidecar(&mut self, name: &str) -> anyhow::Result<()> {
+        let (instance, config) = self
+            .mesh
+            .instance(name)
+            .zip(self.configs.iter().find(|(n, _)| n == name))
+            .with_context(|| format!("no instance {name}"))?;
+        let cmd = EnvoyCommand {
+            binary: self.options.envoy.clone(),
+            config: config.1.clone(),
+            base_id: u32::from(instance.sidecar.admin_port),
+            concurrency: self.options.concurrency,
+            log_path: self.options.run_dir.join(format!("{name}.envoy.log")),
+            discard_access_log: false,
+            drain_time: drain::drain_time(&self.mesh),
+        };
+        let envoy =
+            EnvoyProcess::spawn(name, admin_addr(&instance), &cmd, self.access_log.clone())?;
+        self.envoys.push(envoy);
+        Ok(())
+    }
+
+    /// Starts instance `name` again after [`LocalMesh::stop_instance`]: its app (the demo app,
+    /// or the user's command; nothing for an external app), then its sidecar, each ready.
+    pub async fn start_instance(&mut self, name: &str) -> anyhow::Result<()> {
+        let i = instances(&self.mesh)
+            .into_iter()
+            .find(|i| i.name == name)
+            .with_context(|| format!("no instance {name}"))?;
+        let timeout = self.options.ready_timeout;
+        let service = i.spec.name.clone();
+        if self.options.app_commands.iter().any(|(s, _)| *s == service) {
+            self.spawn_app_process(&i).await?;
+            if let Some(app) = self.app_processes.iter_mut().find(|a| a.instance == name) {
+                app.wait_listening(timeout).await?;
+            }
+        } else if !self.options.external_apps.contains(&service) {
+            let listener =
+                bind(i.spec.app.address, i.spec.app.port, &format!("{name} app")).await?;
+            let app = DemoApp::start(listener, demo_app_config(&i.spec, name))?;
+            self.apps.push((service, name.to_string(), app));
+        }
+        self.spawn_sidecar(name)?;
+        if let Some(envoy) = self.envoys.iter_mut().find(|e| e.service == name) {
+            envoy.wait_ready(timeout).await?;
+        }
+        Ok(())
+    }
+
+    /// Restarts every instance of `service`, one at a time, without failing a request of a
+    /// caller that health-checks it: each is drained (see [`drain`]) and stopped, started again,
+    /// and seen healthy by every such caller before the next one goes. `progress` hears each
+    /// step.
+    pub async fn rolling_restart(
+        &mut self,
+        service: &str,
+        progress: impl Fn(&str),
+    ) -> anyhow::Result<()> {
+        let s = self
+            .mesh
+            .service(service)
+            .with_context(|| format!("no service {service:?} in the mesh"))?
+            .clone();
+        let watchers = drain::watchers(&self.mesh, service);
+        if watchers.is_empty() {
+            progress(&format!(
+                "no caller health-checks {service}: its callers cannot be told to stop sending \
+                 it requests, so a request may fail while an instance restarts"
+            ));
+        }
+        let instances: Vec<String> = s.instances().map(|(name, _)| name).collect();
+        for name in instances {
+            let host = self
+                .inbound(&name)
+                .with_context(|| format!("no address for {name}"))?;
+            let admin = self
+                .admin(&name)
+                .with_context(|| format!("no admin for {name}"))?;
+            progress(&format!("{name}: leaving its callers' rotation, draining"));
+            let drain_time = drain::drain_time(&self.mesh);
+            drain::drain(admin, &watchers, service, host, drain_time).await?;
+            progress(&format!("{name}: stopping"));
+            self.stop_instance(&name).await;
+            progress(&format!("{name}: starting"));
+            self.start_instance(&name).await?;
+            drain::wait_back(&watchers, service, host).await?;
+            progress(&format!("{name}: back in rotation"));
+        }
+        Ok(())
     }
 
     /// The inbound listener of instance `name`'s sidecar (a service's name: its first

@@ -6,6 +6,7 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
@@ -510,4 +511,48 @@ fn up_refuses_bad_app_flags_and_reports_an_app_that_dies() {
     let err = stderr(&o);
     assert!(err.contains("users app exited before listening"), "{err}");
     assert!(err.contains("boom"), "its log is shown: {err}");
+}
+
+/// `restart SERVICE` typed on `meshkit up`'s stdin: a rolling restart, step by step, and a
+/// clear answer for a service that does not exist. (Zero failed requests under load is proven
+/// in `tests/tests/rolling_restart.rs`.)
+#[test]
+fn restart_on_stdin_restarts_a_service_one_instance_at_a_time() {
+    let spec_text = meshkit_tests::with_users_replica(&meshkit_tests::example_spec_text().replace(
+        "        load_balancing: least_request          # the default\n",
+        "        health_check: { path: /healthz, interval: 500ms, timeout: 200ms, unhealthy_threshold: 1, healthy_threshold: 1 }\n",
+    ));
+    let spec = write_spec(&spec_text);
+    let run_dir = spec.parent().unwrap().join("run");
+    let (mut child, lines) = spawn_with_stderr(up(&spec, &run_dir).stdin(Stdio::piped()));
+    wait_for_line(&mut child, &lines, "type `restart SERVICE`");
+    let mut stdin = child.stdin.take().unwrap();
+    use std::io::Write;
+    writeln!(stdin, "restart nosuch").unwrap();
+    wait_for_line(
+        &mut child,
+        &lines,
+        "restart nosuch: failed: no service \"nosuch\"",
+    );
+    writeln!(stdin, "reboot users").unwrap();
+    wait_for_line(&mut child, &lines, "unknown command \"reboot users\"");
+    writeln!(stdin, "restart users").unwrap();
+    let seen = wait_for_line(&mut child, &lines, "restart users: done");
+    let steps: Vec<&String> = seen
+        .iter()
+        .filter(|l| l.starts_with("restart users: "))
+        .collect();
+    for step in [
+        "users: leaving its callers' rotation, draining",
+        "users: back in rotation",
+        "users-1: leaving its callers' rotation, draining",
+        "users-1: back in rotation",
+    ] {
+        assert!(steps.iter().any(|l| l.ends_with(step)), "{step}: {seen:#?}");
+    }
+    signal(&child, libc::SIGTERM);
+    assert_eq!(
+        wait_with_deadline(&mut child, Duration::from_secs(30)).code(),
+        Some(0)
+    );
 }

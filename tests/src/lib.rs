@@ -65,3 +65,20 @@ pub fn scratch_dir(name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).expect("create scratch dir");
     dir
 }
+
+/// The example spec `text` with a second instance of `users` (`users-1`) on free ports.
+pub fn with_users_replica(text: &str) -> String {
+    let p = free_ports(4);
+    let users = text.find("  - name: users").expect("users in the example");
+    let sidecar_end = users + text[users..].find("admin_port").expect("users' sidecar");
+    let line_end = sidecar_end + text[sidecar_end..].find('\n').expect("a line end") + 1;
+    format!(
+        "{}    replicas:\n      - {{ app_port: {}, inbound_port: {}, outbound_port: {}, admin_port: {} }}\n{}",
+        &text[..line_end],
+        p[0],
+        p[1],
+        p[2],
+        p[3],
+        &text[line_end..]
+    )
+}

@@ -1,5 +1,6 @@
 //! `meshkit up SPEC`: the mesh on this machine, access logs on stdout, until Ctrl-C, SIGTERM
-//! or `--duration`; `--demo` sends scripted traffic first.
+//! or `--duration`; `--demo` sends scripted traffic first. While it runs, `restart SERVICE` on
+//! stdin restarts a service one instance at a time, without failing its callers' requests.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -70,8 +71,10 @@ pub async fn run(args: UpArgs) -> Result<(), Failure> {
         }
         outcome
     } else {
-        eprintln!("streaming access logs; Ctrl-C to stop");
-        stop_signal(args.duration).await;
+        eprintln!(
+            "streaming access logs; type `restart SERVICE` for a rolling restart; Ctrl-C to stop"
+        );
+        serve_commands(&mut local, args.duration).await;
         Ok(())
     };
     eprintln!("stopping the mesh");
@@ -193,6 +196,57 @@ async fn run_demo(local: &LocalMesh) -> Result<(), Failure> {
          attempt)"
     );
     Ok(())
+}
+
+/// Until a stop signal (or `duration`): runs the commands typed on stdin, one per line.
+/// `restart SERVICE` restarts the service's instances one at a time (see
+/// [`LocalMesh::rolling_restart`]); a signal interrupts it. Without a stdin, only the signal.
+async fn serve_commands(local: &mut LocalMesh, duration: Option<Duration>) {
+    let stop = stop_signal(duration);
+    tokio::pin!(stop);
+    let mut lines = stdin_lines();
+    let mut stdin_open = true;
+    loop {
+        let line = tokio::select! {
+            _ = &mut stop => return,
+            line = lines.recv(), if stdin_open => line,
+        };
+        let Some(line) = line else {
+            stdin_open = false;
+            continue;
+        };
+        match line.split_whitespace().collect::<Vec<_>>().as_slice() {
+            [] => {}
+            ["restart", service] => {
+                let service = service.to_string();
+                let said = |step: &str| eprintln!("restart {service}: {step}");
+                let outcome = tokio::select! {
+                    _ = &mut stop => return,
+                    outcome = local.rolling_restart(&service, said) => outcome,
+                };
+                match outcome {
+                    Ok(()) => eprintln!("restart {service}: done"),
+                    Err(e) => eprintln!("restart {service}: failed: {e:#}"),
+                }
+            }
+            _ => eprintln!("unknown command {line:?}: try `restart SERVICE`"),
+        }
+    }
+}
+
+/// Stdin, line by line, read on a thread of its own: a read blocked on a terminal must not
+/// keep the process from exiting (a runtime's blocking read would: it cannot be cancelled).
+fn stdin_lines() -> tokio::sync::mpsc::Receiver<String> {
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lines() {
+            let Ok(line) = line else { break };
+            if tx.blocking_send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
 }
 
 fn interrupted(stop: Stop) -> Failure {

@@ -13,7 +13,9 @@ use meshkit_cli::local_mesh::{LocalMesh, LocalMeshOptions};
 use meshkit_cli::locate;
 use meshkit_sdk::model::Mesh;
 use meshkit_sdk::{generate, GeneratedFile, OutputFormat, RenderOptions};
-pub use meshkit_tests::{example_mesh, example_spec_text, scratch_dir, EXAMPLE};
+pub use meshkit_tests::{
+    example_mesh, example_spec_text, scratch_dir, with_users_replica, EXAMPLE,
+};
 
 pub fn envoy() -> PathBuf {
     locate::envoy().expect("Envoy (run scripts/setup.sh)")
@@ -114,23 +116,6 @@ pub async fn envoy_stat(mesh: &LocalMesh, service: &str, name: &str) -> u64 {
         .lines()
         .find_map(|l| l.strip_prefix(&format!("{name}: "))?.trim().parse().ok())
         .unwrap_or(0)
-}
-
-/// The example spec `text` with a second instance of `users` (`users-1`) on free ports.
-pub fn with_users_replica(text: &str) -> String {
-    let p = meshkit_tests::free_ports(4);
-    let users = text.find("  - name: users").expect("users in the example");
-    let sidecar_end = users + text[users..].find("admin_port").expect("users' sidecar");
-    let line_end = sidecar_end + text[sidecar_end..].find('\n').expect("a line end") + 1;
-    format!(
-        "{}    replicas:\n      - {{ app_port: {}, inbound_port: {}, outbound_port: {}, admin_port: {} }}\n{}",
-        &text[..line_end],
-        p[0],
-        p[1],
-        p[2],
-        p[3],
-        &text[line_end..]
-    )
 }
 
 /// The health flags `service`'s sidecar shows for `host` in its cluster `cluster` (admin
