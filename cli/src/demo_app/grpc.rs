@@ -9,6 +9,8 @@
 //! `grpc-status-details-bin` (a `google.rpc.Status` with a `google.rpc.ErrorInfo` whose `reason`
 //! is the code); `header=` adds trailers (e.g. `grpc-retry-pushback-ms:-1`).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -19,9 +21,7 @@ use hyper::Request;
 use meshkit_filter::core::error_code::GrpcStatus;
 use meshkit_filter::core::grpc_status::{ErrorInfo, ProtoAny, RpcStatus, ERROR_INFO_TYPE};
 use prost::Message;
-use std::future::Future;
-use std::pin::Pin;
-use tonic::metadata::{MetadataMap, MetadataValue};
+use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 use tonic_prost::ProstCodec;
@@ -45,12 +45,25 @@ pub struct CallReply {
     pub upstreams: Vec<String>,
 }
 
-/// Whether a request is gRPC (`application/grpc`, optionally `+proto` and the like).
+/// Whether a request is gRPC, as Envoy (and meshkit's filter) decide it.
 pub fn is_grpc(req: &Request<Incoming>) -> bool {
     req.headers()
         .get(hyper::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct == "application/grpc" || ct.starts_with("application/grpc+"))
+        .is_some_and(|ct| meshkit_filter::core::stream::is_grpc(ct.as_bytes()))
+}
+
+/// Name/value pairs as gRPC metadata (pairs that are not valid metadata are skipped).
+fn metadata(pairs: &[(String, String)]) -> MetadataMap {
+    let mut map = MetadataMap::new();
+    for (name, value) in pairs {
+        if let (Ok(name), Ok(value)) = (
+            MetadataKey::from_bytes(name.as_bytes()),
+            MetadataValue::try_from(value.as_str()),
+        ) {
+            map.append(name, value);
+        }
+    }
+    map
 }
 
 /// Serves one gRPC call with tonic's server codec.
@@ -99,15 +112,7 @@ impl tonic::server::UnaryService<CallRequest> for Call {
 fn failure(service: &str, b: &Behaviour) -> Status {
     let code = b.grpc.unwrap_or_else(|| from_http(b.status.unwrap_or(500)));
     let message = format!("{service}: demo failure");
-    let mut metadata = MetadataMap::new();
-    for (name, value) in &b.headers {
-        if let (Ok(name), Ok(value)) = (
-            tonic::metadata::MetadataKey::from_bytes(name.as_bytes()),
-            MetadataValue::try_from(value.as_str()),
-        ) {
-            metadata.append(name, value);
-        }
-    }
+    let metadata = metadata(&b.headers);
     let Some(app_code) = &b.code else {
         return Status::with_metadata(code, message, metadata);
     };
@@ -159,14 +164,7 @@ pub async fn call(
     let mut request = tonic::Request::new(CallRequest {
         path: path.to_string(),
     });
-    for (name, value) in forwarded {
-        if let (Ok(name), Ok(value)) = (
-            tonic::metadata::MetadataKey::from_bytes(name.as_bytes()),
-            MetadataValue::try_from(value.as_str()),
-        ) {
-            request.metadata_mut().insert(name, value);
-        }
-    }
+    *request.metadata_mut() = metadata(forwarded);
     let mut client = tonic::client::Grpc::new(channel.clone());
     client
         .ready()
