@@ -8,8 +8,6 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use hyper::Method;
-use meshkit_cli::http_client;
 use meshkit_cli::local_mesh::LocalMesh;
 
 fn spec() -> String {
@@ -17,17 +15,6 @@ fn spec() -> String {
         "        load_balancing: least_request          # the default\n",
         "        load_balancing: round_robin\n        health_check: { path: /healthz, interval: 300ms, timeout: 200ms, unhealthy_threshold: 1, healthy_threshold: 1 }\n",
     ))
-}
-
-async fn send(to: SocketAddr, id: &str, demo: Option<&str>) -> u16 {
-    let mut headers = vec![("x-request-id".to_string(), id.to_string())];
-    if let Some(d) = demo {
-        headers.push(("x-demo".to_string(), d.to_string()));
-    }
-    http_client::send(to, Method::GET, "/", &headers, Duration::from_secs(30))
-        .await
-        .map(|r| r.status)
-        .unwrap_or(0)
 }
 
 /// Polls recipes' admin view until `host`'s flags satisfy `pred`.
@@ -57,7 +44,7 @@ async fn reaching_replica(mesh: &LocalMesh, entry: SocketAddr, prefix: &str, n: 
     let mut reached = 0;
     for k in 0..n {
         let id = format!("{prefix}-{k}");
-        assert_eq!(send(entry, &id, None).await, 200, "{id}");
+        assert_eq!(common::send_demo(entry, &id, None).await, 200, "{id}");
         common::lines_for(mesh, &id).await;
         reached += usize::from(
             mesh.access_log
@@ -80,7 +67,7 @@ async fn a_replica_failing_its_health_check_gets_no_traffic_until_it_passes() {
     let before = reaching_replica(&mesh, entry, "hc-before", 10).await;
     assert!(before > 0, "round robin over two healthy replicas");
 
-    send(replica, "hc-fail", Some("users-1.health=fail")).await;
+    common::send_demo(replica, "hc-fail", Some("users-1.health=fail")).await;
     wait_flags(&mesh, replica, "users-1 failing its check", |f| {
         f.contains("failed_active_hc")
     })
@@ -91,7 +78,7 @@ async fn a_replica_failing_its_health_check_gets_no_traffic_until_it_passes() {
     another_check(&mesh, "failure").await;
     let failing = reaching_replica(&mesh, entry, "hc-failing", 20).await;
 
-    send(replica, "hc-ok", Some("users-1.health=ok")).await;
+    common::send_demo(replica, "hc-ok", Some("users-1.health=ok")).await;
     wait_flags(&mesh, replica, "users-1 healthy again", |f| f == "healthy").await;
     let after = reaching_replica(&mesh, entry, "hc-after", 10).await;
     println!(

@@ -9,8 +9,6 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use hyper::Method;
-use meshkit_cli::http_client;
 use meshkit_cli::local_mesh::LocalMesh;
 
 const FAILING: &str = "users-1.status=503;users-1.code=CM503001";
@@ -27,17 +25,6 @@ async fn ejected(mesh: &LocalMesh, replica: SocketAddr) -> bool {
     common::health_flags(mesh, "recipes", "users", replica)
         .await
         .contains("failed_outlier_check")
-}
-
-async fn send(entry: SocketAddr, id: &str, demo: Option<&str>) -> u16 {
-    let mut headers = vec![("x-request-id".to_string(), id.to_string())];
-    if let Some(d) = demo {
-        headers.push(("x-demo".to_string(), d.to_string()));
-    }
-    http_client::send(entry, Method::GET, "/", &headers, Duration::from_secs(30))
-        .await
-        .map(|r| r.status)
-        .unwrap_or(0)
 }
 
 /// Whether request `id` reached `users-1` (after a flush of every sidecar's log).
@@ -60,7 +47,7 @@ async fn a_failing_replica_is_ejected_and_comes_back() {
     while !ejected(&mesh, replica).await {
         sent += 1;
         assert!(sent <= 200, "users-1 never ejected after {sent} requests");
-        send(entry, &format!("od-find-{sent}"), Some(FAILING)).await;
+        common::send_demo(entry, &format!("od-find-{sent}"), Some(FAILING)).await;
     }
     let enforced = common::envoy_stat(
         &mesh,
@@ -77,7 +64,7 @@ async fn a_failing_replica_is_ejected_and_comes_back() {
     for n in 0..100 {
         let id = format!("od-ejected-{n}");
         let before = ejected(&mesh, replica).await;
-        let status = send(entry, &id, Some(FAILING)).await;
+        let status = common::send_demo(entry, &id, Some(FAILING)).await;
         let after = ejected(&mesh, replica).await;
         ok += usize::from(status == 200);
         if before && after {
@@ -114,7 +101,7 @@ async fn a_failing_replica_is_ejected_and_comes_back() {
     let mut back = None;
     for n in 0..50 {
         let id = format!("od-back-{n}");
-        assert_eq!(send(entry, &id, None).await, 200);
+        assert_eq!(common::send_demo(entry, &id, None).await, 200);
         common::lines_for(&mesh, &id).await;
         if reached_replica(&mesh, &id) {
             back = Some(n + 1);

@@ -126,17 +126,30 @@ pub async fn health_flags(
     cluster: &str,
     host: std::net::SocketAddr,
 ) -> String {
-    let r = http_client::get(
-        mesh.admin(service).expect("service in the mesh"),
-        "/clusters",
+    let admin = mesh.admin(service).expect("service in the mesh");
+    meshkit_cli::drain::health_flags(admin, cluster, host)
+        .await
+        .expect("admin /clusters")
+        .unwrap_or_default()
+}
+
+/// A GET of `/` at `to` with request id `id` and, optionally, `x-demo` directives: its status
+/// (0 if it got no answer).
+pub async fn send_demo(to: std::net::SocketAddr, id: &str, demo: Option<&str>) -> u16 {
+    let mut headers = vec![("x-request-id".to_string(), id.to_string())];
+    if let Some(d) = demo {
+        headers.push(("x-demo".to_string(), d.to_string()));
+    }
+    http_client::send(
+        to,
+        hyper::Method::GET,
+        "/",
+        &headers,
+        Duration::from_secs(30),
     )
     .await
-    .expect("admin /clusters");
-    let prefix = format!("{cluster}::{host}::health_flags::");
-    r.text()
-        .lines()
-        .find_map(|l| l.strip_prefix(&prefix).map(str::to_string))
-        .unwrap_or_default()
+    .map(|r| r.status)
+    .unwrap_or(0)
 }
 
 /// The value of one series (`name{labels}`, exactly as Envoy prints it) at a sidecar's
