@@ -5,8 +5,8 @@
 //! that health-check the service stop sending it new requests); wait until every such caller's
 //! sidecar shows the host failed; `/drain_listeners?graceful&inboundonly` (HTTP/1 answers carry
 //! `Connection: close`, HTTP/2 gets GOAWAY; requests are still served); wait until the callers
-//! have routed it nothing for a whole health check round (their load balancers lag behind the
-//! flags) and no request is active on it; only then may the process be stopped. Putting it
+//! have routed it nothing for a whole health check round (a request a load balancer picked
+//! before the change may still arrive) and no request is active on it; only then may the process be stopped. Putting it
 //! back is the mirror: once its sidecar is ready, wait until every caller's health check passes
 //! and a request reaches it again.
 //!
@@ -111,9 +111,10 @@ async fn routed(watchers: &[Watcher], cluster: &str, host: SocketAddr) -> anyhow
 }
 
 /// Waits until the watchers route no request to `host` for one health check round. A host's
-/// new health shows in `/clusters` at once, but the callers' load balancers were seen to keep
-/// routing to a failed host for up to that long; the draining sidecar still serves what they
-/// send meanwhile.
+/// new health shows in `/clusters` at once; the callers' workers get it by a post, and with
+/// Envoy's default 1 s `update_merge_window` (the generator sets 0) they kept routing to a
+/// failed host for up to a second. The round keeps this safe for any caller config; the
+/// draining sidecar still serves what they send meanwhile.
 async fn wait_unrouted(
     watchers: &[Watcher],
     cluster: &str,

@@ -169,11 +169,59 @@ impl LocalMesh {
                 );
             }
         }
+        if failure.is_none() {
+            failure = local.wait_checked_healthy().await.err();
+        }
         if let Some(e) = failure {
             local.shutdown().await;
             return Err(e);
         }
+        if options.report_progress
+            && local
+                .mesh
+                .services
+                .iter()
+                .any(|s| !drain::watchers(&local.mesh, &s.name).is_empty())
+        {
+            eprintln!(
+                "  every health-checked instance healthy in its callers' checks ({:.1}s)",
+                started.elapsed().as_secs_f64()
+            );
+        }
         Ok(local)
+    }
+
+    /// Waits until every caller that health-checks a service sees each of its instances
+    /// healthy, so that "up" means requests flow: a caller's first check may have run before
+    /// the instance's sidecar listened, and with no healthy replica it answers
+    /// `MESH_NO_HEALTHY_UPSTREAM` (or, above a panic threshold, routes blindly). Services whose
+    /// apps the user runs are skipped: those may come up later.
+    async fn wait_checked_healthy(&self) -> anyhow::Result<()> {
+        for s in &self.mesh.services {
+            let watchers = drain::watchers(&self.mesh, &s.name);
+            if watchers.is_empty() || self.options.external_apps.contains(&s.name) {
+                continue;
+            }
+            for (name, _) in s.instances() {
+                let host = self
+                    .inbound(&name)
+                    .with_context(|| format!("no address for {name}"))?;
+                let path = self
+                    .mesh
+                    .services
+                    .iter()
+                    .flat_map(|c| &c.upstreams)
+                    .filter(|u| u.service == s.name)
+                    .find_map(|u| u.policy.health_check.as_ref())
+                    .map_or("", |c| c.path.as_str());
+                drain::wait_health(&watchers, &s.name, host, true)
+                    .await
+                    .with_context(|| {
+                        format!("{name} never passed its callers' health check: does its app answer GET {path} with 200?")
+                    })?;
+            }
+        }
+        Ok(())
     }
 
     /// Runs the user's command for instance `i`, if its service has one (not yet listening).

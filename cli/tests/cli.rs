@@ -77,6 +77,7 @@ fn generate_writes_one_bootstrap_per_sidecar() {
                 ".meshkit-generated".to_string(),
                 format!("frontend.{ext}"),
                 format!("recipes.{ext}"),
+                format!("users-1.{ext}"),
                 format!("users.{ext}")
             ]
         );
@@ -116,7 +117,7 @@ fn check_runs_envoy_validate_on_every_sidecar() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert_eq!(
         out.matches(": OK (envoy --mode validate)").count(),
-        3,
+        4,
         "{out}"
     );
 }

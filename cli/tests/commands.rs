@@ -412,7 +412,7 @@ fn ctrl_c_during_start_up_stops_everything_and_says_so() {
         spawn_with_stderr(up(&spec, &dir.join("run")).env("MESHKIT_ENVOY", hanging_envoy(&dir)));
     wait_for_line(&mut child, &lines, "starting mesh");
     // The stand-in Envoys never become ready: start-up is still running when the signal comes.
-    eventually("three sidecars started", || pids(&dir).len() == 3);
+    eventually("four sidecars started", || pids(&dir).len() == 4);
     signal(&child, libc::SIGINT);
     let status = wait_with_deadline(&mut child, Duration::from_secs(10));
     assert_eq!(status.code(), Some(130));
@@ -437,6 +437,8 @@ fn up_runs_your_own_app_command_per_service() {
     let site = spec.parent().unwrap().join("site");
     std::fs::create_dir_all(&site).unwrap();
     std::fs::write(site.join("users"), "{\"from\": \"python\"}").unwrap();
+    // recipes health-checks users at /healthz: a file there answers 200.
+    std::fs::write(site.join("healthz"), "ok").unwrap();
     let (mut child, lines) = spawn_with_stderr(
         up(&spec, &run_dir)
             .arg("--app")
@@ -467,7 +469,10 @@ fn up_runs_your_own_app_command_per_service() {
         wait_with_deadline(&mut child, Duration::from_secs(30)).code(),
         Some(0)
     );
-    let log = std::fs::read_to_string(run_dir.join("users.app.log")).unwrap();
+    // Each replica runs its own copy of the command; recipes balanced the request to one.
+    let log = ["users", "users-1"]
+        .map(|i| std::fs::read_to_string(run_dir.join(format!("{i}.app.log"))).unwrap())
+        .join("\n");
     assert!(
         log.contains("GET /users"),
         "the request reached python:\n{log}"
@@ -518,10 +523,11 @@ fn up_refuses_bad_app_flags_and_reports_an_app_that_dies() {
 /// in `tests/tests/rolling_restart.rs`.)
 #[test]
 fn restart_on_stdin_restarts_a_service_one_instance_at_a_time() {
-    let spec_text = meshkit_tests::with_users_replica(&meshkit_tests::example_spec_text().replace(
-        "        load_balancing: least_request          # the default\n",
-        "        health_check: { path: /healthz, interval: 500ms, timeout: 200ms, unhealthy_threshold: 1, healthy_threshold: 1 }\n",
-    ));
+    let spec_text = meshkit_tests::with_users_policy(
+        &meshkit_tests::example_spec_text(),
+        "health_check",
+        "{ path: /healthz, interval: 500ms, timeout: 200ms, unhealthy_threshold: 1, healthy_threshold: 1 }",
+    );
     let spec = write_spec(&spec_text);
     let run_dir = spec.parent().unwrap().join("run");
     let (mut child, lines) = spawn_with_stderr(up(&spec, &run_dir).stdin(Stdio::piped()));

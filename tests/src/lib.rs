@@ -13,8 +13,9 @@ use meshkit_sdk::{load_str, Format};
 pub const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../envoy/mesh.yaml");
 
 /// The ports the example spec uses, in the order they appear.
-const EXAMPLE_PORTS: [u16; 12] = [
-    18081, 18001, 18101, 19001, 18082, 18002, 18102, 19002, 18083, 18003, 18103, 19003,
+const EXAMPLE_PORTS: [u16; 16] = [
+    18081, 18001, 18101, 19001, 18082, 18002, 18102, 19002, 18083, 18003, 18103, 19003, 18084,
+    18004, 18104, 19004,
 ];
 
 /// `n` distinct ports that were free a moment ago. They are held open together while choosing
@@ -66,19 +67,21 @@ pub fn scratch_dir(name: &str) -> PathBuf {
     dir
 }
 
-/// The example spec `text` with a second instance of `users` (`users-1`) on free ports.
-pub fn with_users_replica(text: &str) -> String {
-    let p = free_ports(4);
-    let users = text.find("  - name: users").expect("users in the example");
-    let sidecar_end = users + text[users..].find("admin_port").expect("users' sidecar");
-    let line_end = sidecar_end + text[sidecar_end..].find('\n').expect("a line end") + 1;
-    format!(
-        "{}    replicas:\n      - {{ app_port: {}, inbound_port: {}, outbound_port: {}, admin_port: {} }}\n{}",
-        &text[..line_end],
-        p[0],
-        p[1],
-        p[2],
-        p[3],
-        &text[line_end..]
-    )
+/// The example spec, with recipes balancing round robin over users' replicas (so each gets
+/// traffic) and health-checking them with `check` (a YAML flow mapping).
+pub fn example_round_robin_checked(check: &str) -> String {
+    let text = with_users_policy(&example_spec_text(), "load_balancing", "round_robin");
+    with_users_policy(&text, "health_check", check)
+}
+
+/// The example spec `text` with `key:` of recipes' upstream `users` (the only upstream that
+/// sets it) set to `value`, a YAML flow value, in place of the example's own line.
+pub fn with_users_policy(text: &str, key: &str, value: &str) -> String {
+    let line = format!("\n        {key}: ");
+    let start = text
+        .find(&line)
+        .unwrap_or_else(|| panic!("the example sets {key} on recipes → users"))
+        + 1;
+    let end = start + text[start..].find('\n').expect("a line end");
+    format!("{}        {key}: {value}{}", &text[..start], &text[end..])
 }

@@ -14,10 +14,7 @@ use meshkit_cli::local_mesh::LocalMesh;
 
 /// The example mesh with recipes → users' breaker set to `breaker`.
 fn spec(breaker: &str) -> meshkit_sdk::model::Mesh {
-    let text = common::example_spec_text().replace(
-        "        load_balancing: least_request          # the default\n",
-        &format!("        load_balancing: least_request\n        circuit_breaker: {breaker}\n"),
-    );
+    let text = common::with_users_policy(&common::example_spec_text(), "circuit_breaker", breaker);
     meshkit_sdk::load_str(&text, meshkit_sdk::Format::Yaml).expect("valid spec")
 }
 
@@ -62,8 +59,10 @@ async fn recipes_outbound(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_pending_queue_is_mesh_upstream_overflow_and_agrees_with_envoy() {
+    // One connection to all of users' replicas and one request waiting for it; room for
+    // requests otherwise, so that every refusal is the pending queue's.
     let mesh =
-        spec("{ max_connections: 1, max_pending_requests: 1, max_requests: 1, max_retries: 1 }");
+        spec("{ max_connections: 1, max_pending_requests: 1, max_requests: 64, max_retries: 1 }");
     let mut mesh = common::start(mesh, "cb-pending").await;
     let entry = mesh.inbound("frontend").unwrap();
     let ids = burst(entry, "cb-p", 12, "users.latency=400ms").await;

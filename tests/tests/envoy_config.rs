@@ -32,7 +32,7 @@ fn every_generated_bootstrap_passes_envoy_validate() {
     for format in [OutputFormat::Json, OutputFormat::Yaml] {
         let dir = common::scratch_dir("validate");
         let files = common::render(&mesh, format);
-        assert_eq!(files.len(), 3);
+        assert_eq!(files.len(), 4, "frontend, recipes and users' two instances");
         write_files(&dir, &files).unwrap();
         for f in &files {
             let (ok, log) = envoy_validate(&dir.join(&f.file_name));
@@ -69,12 +69,18 @@ fn sidecars_addressed_by_dns_name_pass_envoy_validate() {
 /// health check on an HTTP/2 upstream, the panic threshold) is accepted by Envoy.
 #[test]
 fn upstream_policies_pass_envoy_validate() {
-    let text = common::example_spec_text()
-        .replace("protocol: http1 }\n    sidecar: { inbound_port", "protocol: http2 }\n    sidecar: { inbound_port")
-        .replace(
-            "        load_balancing: least_request",
-            "        load_balancing: round_robin\n        connect_timeout: 250ms\n        health_check: { path: /healthz, interval: 2s, timeout: 500ms, unhealthy_threshold: 3, healthy_threshold: 2 }\n        panic_threshold_percent: 0",
-        );
+    let mut text = common::example_spec_text().replace(
+        "protocol: http1 }\n    sidecar: { inbound_port",
+        "protocol: http2 }\n    sidecar: { inbound_port",
+    );
+    for (key, value) in [
+        ("load_balancing", "round_robin"),
+        ("connect_timeout", "250ms"),
+        ("health_check", "{ path: /healthz, interval: 2s, timeout: 500ms, unhealthy_threshold: 3, healthy_threshold: 2 }"),
+        ("panic_threshold_percent", "10"),
+    ] {
+        text = common::with_users_policy(&text, key, value);
+    }
     let mesh = meshkit_sdk::load_str(&text, meshkit_sdk::Format::Yaml).expect("valid spec");
     let policy = &mesh.service("recipes").unwrap().upstreams[0].policy;
     assert!(policy.health_check.is_some() && policy.outlier_detection.is_some());
@@ -144,8 +150,12 @@ fn with_plugin_configuration(bootstrap: &str, configuration: &str) -> String {
         .iter_mut()
         .find(|l| l["name"] == "inbound")
         .unwrap();
-    let wasm = &mut listener["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"][0];
-    assert_eq!(wasm["name"], "envoy.filters.http.wasm");
+    let wasm = listener["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|f| f["name"] == "envoy.filters.http.wasm")
+        .expect("the wasm filter on the inbound listener");
     wasm["typed_config"]["config"]["configuration"]["value"] = Value::String(configuration.into());
     serde_json::to_string_pretty(&b).unwrap()
 }

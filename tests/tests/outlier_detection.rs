@@ -14,10 +14,11 @@ use meshkit_cli::local_mesh::LocalMesh;
 const FAILING: &str = "users-1.status=503;users-1.code=CM503001";
 
 fn spec() -> String {
-    common::with_users_replica(&common::example_spec_text().replace(
-        "outlier_detection: { consecutive_5xx: 5, interval: 10s, base_ejection_time: 30s, max_ejection_percent: 50 }",
-        "outlier_detection: { consecutive_5xx: 3, interval: 1s, base_ejection_time: 3s, max_ejection_percent: 50 }",
-    ))
+    common::with_users_policy(
+        &common::example_spec_text(),
+        "outlier_detection",
+        "{ consecutive_5xx: 3, interval: 1s, base_ejection_time: 3s, max_ejection_percent: 50 }",
+    )
 }
 
 /// Whether recipes' sidecar has `users-1` ejected, in Envoy's own admin view.

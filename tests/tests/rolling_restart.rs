@@ -14,10 +14,9 @@ use hyper::Method;
 use meshkit_cli::http_client;
 
 fn spec() -> String {
-    common::with_users_replica(&common::example_spec_text().replace(
-        "        load_balancing: least_request          # the default\n",
-        "        load_balancing: round_robin\n        health_check: { path: /healthz, interval: 1s, timeout: 500ms, unhealthy_threshold: 2, healthy_threshold: 1 }\n",
-    ))
+    common::example_round_robin_checked(
+        "{ path: /healthz, interval: 1s, timeout: 500ms, unhealthy_threshold: 2, healthy_threshold: 1 }",
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

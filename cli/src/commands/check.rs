@@ -36,6 +36,9 @@ pub async fn run(spec: &Path) -> Result<(), Failure> {
     let validate_all = async {
         let mut rejected = Vec::new();
         for f in &files {
+            let name = mesh
+                .service(&f.service)
+                .map_or_else(|| f.service.clone(), |s| s.instance_name(f.instance));
             let mut command = tokio::process::Command::new(&envoy);
             command
                 .args(["--mode", "validate", "--disable-hot-restart", "-c"])
@@ -47,16 +50,15 @@ pub async fn run(spec: &Path) -> Result<(), Failure> {
                 Failure::new(Exit::Environment, format!("run {}: {e}", envoy.display()))
             })?;
             if out.status.success() {
-                println!("{}: OK (envoy --mode validate)", f.service);
+                println!("{name}: OK (envoy --mode validate)");
             } else {
                 let log = String::from_utf8_lossy(&out.stderr);
                 let tail: Vec<&str> = log.lines().rev().take(5).collect();
                 println!(
-                    "{}: REJECTED\n{}",
-                    f.service,
+                    "{name}: REJECTED\n{}",
                     tail.into_iter().rev().collect::<Vec<_>>().join("\n")
                 );
-                rejected.push(f.service.clone());
+                rejected.push(name);
             }
         }
         Ok::<_, Failure>(rejected)

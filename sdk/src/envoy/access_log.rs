@@ -6,7 +6,9 @@
 //! are under `envoy.*`, meshkit's own under `meshkit.*`. Bump [`SCHEMA_VERSION`] when a key's
 //! meaning changes or a key is removed; adding keys is compatible.
 
-use envoy_types::pb::envoy::config::accesslog::v3::{access_log, AccessLog};
+use envoy_types::pb::envoy::config::accesslog::v3::{
+    access_log, access_log_filter, AccessLog, AccessLogFilter, NotHealthCheckFilter,
+};
 use envoy_types::pb::envoy::config::core::v3::{
     substitution_format_string, SubstitutionFormatString,
 };
@@ -160,7 +162,13 @@ pub fn stdout_json_access_log(service: &str, instance: &str, direction: Directio
     AccessLog {
         name: "envoy.access_loggers.stdout".into(),
         config_type: Some(access_log::ConfigType::TypedConfig(pack(&logger))),
-        ..Default::default()
+        // Callers' active health checks (marked by the inbound health check filter) would be
+        // a line every interval from every caller: noise, not traffic.
+        filter: Some(AccessLogFilter {
+            filter_specifier: Some(access_log_filter::FilterSpecifier::NotHealthCheckFilter(
+                NotHealthCheckFilter {},
+            )),
+        }),
     }
 }
 

@@ -115,6 +115,11 @@ fn apply_policy(c: &mut Cluster, p: &UpstreamPolicy, protocol: Protocol) {
         healthy_panic_threshold: Some(Percent {
             value: p.panic_threshold_percent,
         }),
+        // Envoy merges health changes for 1 s by default before its load balancers see them,
+        // so a replica that failed its check (or began to drain) kept getting requests for up
+        // to a second. A meshkit cluster is one service's replicas: changes are rare, and
+        // should apply at once.
+        update_merge_window: Some(duration(Duration::ZERO)),
         ..Default::default()
     });
 }

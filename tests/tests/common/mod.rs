@@ -14,7 +14,8 @@ use meshkit_cli::locate;
 use meshkit_sdk::model::Mesh;
 use meshkit_sdk::{generate, GeneratedFile, OutputFormat, RenderOptions};
 pub use meshkit_tests::{
-    example_mesh, example_spec_text, scratch_dir, with_users_replica, EXAMPLE,
+    example_mesh, example_round_robin_checked, example_spec_text, scratch_dir, with_users_policy,
+    EXAMPLE,
 };
 
 pub fn envoy() -> PathBuf {
