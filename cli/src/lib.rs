@@ -10,3 +10,4 @@ pub mod http_client;
 pub mod local_mesh;
 pub mod locate;
 pub mod process;
+pub mod xds;

@@ -21,7 +21,10 @@ use crate::access_log::AccessLog;
 use crate::app_process::{AppEnv, AppProcess};
 use crate::demo_app::{DemoApp, DemoAppConfig, UpstreamCall};
 use crate::drain;
+
+mod control_plane;
 use crate::process::{EnvoyCommand, EnvoyProcess};
+pub use control_plane::ControlPlane;
 
 #[derive(Debug, Clone)]
 pub struct LocalMeshOptions {
@@ -42,6 +45,9 @@ pub struct LocalMeshOptions {
     /// (service, shell command): run this command per instance of the service instead of the
     /// demo app (see [`crate::app_process`]).
     pub app_commands: Vec<(String, String)>,
+    /// Sidecars get their config from meshkit's ADS server (see [`control_plane`]), which
+    /// [`LocalMesh::update`] changes live; otherwise each has a complete static bootstrap.
+    pub ads: bool,
 }
 
 /// A listening socket the mesh needs is taken by someone else.
@@ -68,6 +74,8 @@ pub struct LocalMesh {
     options: LocalMeshOptions,
     /// Each instance's sidecar bootstrap: (instance, path).
     configs: Vec<(String, PathBuf)>,
+    /// The ADS server the sidecars get their config from, if `ads`.
+    pub control_plane: Option<ControlPlane>,
 }
 
 /// Envoy's drain time where no health check asks for longer (see [`drain::drain_time`]).
@@ -99,14 +107,21 @@ impl LocalMesh {
         std::fs::create_dir_all(&options.run_dir)
             .with_context(|| format!("create {}", options.run_dir.display()))?;
         let wasm = std::path::absolute(&options.wasm)?;
-        let files = generate(
-            &mesh,
-            &RenderOptions {
-                wasm_path: wasm.display().to_string(),
-                format: OutputFormat::Json,
-                bare: false,
-            },
-        )?;
+        let render = RenderOptions {
+            wasm_path: wasm.display().to_string(),
+            format: OutputFormat::Json,
+            bare: false,
+        };
+        let control_plane = match options.ads {
+            true => {
+                Some(ControlPlane::start(&mesh, render.clone(), options.report_progress).await?)
+            }
+            false => None,
+        };
+        let files = match &control_plane {
+            Some(cp) => cp.bootstraps(&mesh)?,
+            None => generate(&mesh, &render)?,
+        };
         write_files(&options.run_dir, &files)?;
 
         let access_log = Arc::new(AccessLog::new(options.echo_access_log));
@@ -126,6 +141,7 @@ impl LocalMesh {
                     Some((name, options.run_dir.join(&f.file_name)))
                 })
                 .collect(),
+            control_plane,
         };
         for (instance, listener) in app_listeners {
             let app = DemoApp::start(listener, demo_app_config(&instance.spec, &instance.name))?;
@@ -332,6 +348,26 @@ impl LocalMesh {
             progress(&format!("{name}: back in rotation"));
         }
         Ok(())
+    }
+
+    /// Changes the running mesh to `mesh` without a restart (ADS only): validated and
+    /// rendered, pushed to every sidecar, and returned once each has acknowledged it. The
+    /// instances (names and ports) must stay as they are.
+    pub async fn update(&mut self, mesh: Mesh) -> anyhow::Result<()> {
+        let Some(cp) = &self.control_plane else {
+            bail!("this mesh runs on static bootstraps: restart it to change its config");
+        };
+        let same_instances = |m: &Mesh| {
+            m.instances()
+                .map(|(name, s)| (name, s.sidecar.inbound_port, s.sidecar.admin_port))
+                .collect::<Vec<_>>()
+        };
+        if same_instances(&mesh) != same_instances(&self.mesh) {
+            bail!("a live update cannot add, remove or move an instance: restart the mesh");
+        }
+        cp.push(&mesh)?;
+        self.mesh = mesh;
+        cp.wait_acked(self.options.ready_timeout).await
     }
 
     /// The inbound listener of instance `name`'s sidecar (a service's name: its first

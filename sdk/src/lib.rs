@@ -15,7 +15,10 @@ pub mod render;
 pub mod spec;
 pub mod validate;
 
-pub use generate::{generate, write_files, GeneratedFile, OutputFormat, RenderOptions};
+pub use generate::{
+    generate, generate_ads, sidecars, write_files, GeneratedFile, OutputFormat, RenderOptions,
+    Sidecar,
+};
 pub use load::{load_file, load_str, Format, LoadError};
 pub use output::{write_owned, OutputError, Written, MANIFEST};
 pub use problems::{Problem, Problems};

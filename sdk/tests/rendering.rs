@@ -41,7 +41,15 @@ fn hcm<'a>(b: &'a Value, listener: &str) -> &'a Value {
 fn one_file_per_sidecar() {
     let files = generate(&example(), &options(OutputFormat::Json)).unwrap();
     let names: Vec<_> = files.iter().map(|f| f.file_name.as_str()).collect();
-    assert_eq!(names, ["frontend.json", "recipes.json", "users.json"]);
+    assert_eq!(
+        names,
+        [
+            "frontend.json",
+            "recipes.json",
+            "users.json",
+            "users-1.json"
+        ]
+    );
     let yaml = generate(&example(), &options(OutputFormat::Yaml)).unwrap();
     assert_eq!(yaml[0].file_name, "frontend.yaml");
 }
@@ -225,7 +233,12 @@ fn plugin_configs(
     for f in generate(mesh, &options(OutputFormat::Json)).unwrap() {
         let b: Value = serde_json::from_str(&f.contents).unwrap();
         for listener in ["inbound", "outbound"] {
-            let plugin = &hcm(&b, listener)["http_filters"][0]["typed_config"]["config"];
+            let filters = hcm(&b, listener)["http_filters"].as_array().unwrap();
+            let wasm = filters
+                .iter()
+                .find(|f| f["name"] == "envoy.filters.http.wasm")
+                .unwrap();
+            let plugin = &wasm["typed_config"]["config"];
             let text = plugin["configuration"]["value"].as_str().unwrap();
             configs
                 .push(meshkit_filter::core::config::PluginConfig::parse(text.as_bytes()).unwrap());

@@ -6,12 +6,7 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
-
-use hyper::Method;
-use meshkit_cli::http_client;
 
 fn spec() -> String {
     common::example_round_robin_checked(
@@ -35,37 +30,7 @@ async fn a_rolling_restart_under_load_fails_no_request() {
     }
 
     // The load: one request every 20 ms, each on its own connection, each its own id.
-    let running = Arc::new(AtomicBool::new(true));
-    let load = tokio::spawn({
-        let running = running.clone();
-        async move {
-            let mut sent = Vec::new();
-            let mut tick = tokio::time::interval(Duration::from_millis(20));
-            let mut k = 0;
-            while running.load(Ordering::Relaxed) {
-                tick.tick().await;
-                let id = format!("rolling-{k}");
-                k += 1;
-                let headers = [("x-request-id".to_string(), id.clone())];
-                sent.push(tokio::spawn(async move {
-                    let r = http_client::send(
-                        entry,
-                        Method::GET,
-                        "/",
-                        &headers,
-                        Duration::from_secs(30),
-                    )
-                    .await;
-                    (id, r.map(|r| r.status).map_err(|e| e.to_string()))
-                }));
-            }
-            let mut results = Vec::new();
-            for s in sent {
-                results.push(s.await.expect("a request task"));
-            }
-            results
-        }
-    });
+    let load = common::load::SteadyLoad::start(entry, "rolling", Duration::from_millis(20), &[]);
 
     let started = tokio::time::Instant::now();
     let steps = std::sync::Mutex::new(Vec::new());
@@ -79,13 +44,8 @@ async fn a_rolling_restart_under_load_fails_no_request() {
     .await
     .expect("the rolling restart");
     let took = started.elapsed();
-    running.store(false, Ordering::Relaxed);
-    let results = load.await.expect("the load");
-
-    let failed: Vec<_> = results
-        .iter()
-        .filter(|(_, r)| !matches!(r, Ok(200)))
-        .collect();
+    let results = load.stop().await;
+    let failed = common::load::failed(&results);
     let steps = steps.into_inner().unwrap();
     println!(
         "rolling restart of users (2 replicas) under 50 req/s: {} requests in {:.1}s, {} failed; steps: {steps:?}",

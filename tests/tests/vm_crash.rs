@@ -50,6 +50,7 @@ async fn traffic_keeps_flowing_after_the_vm_crashes_and_the_crash_is_counted() {
         echo_access_log: false,
         report_progress: false,
         app_commands: Vec::new(),
+        ads: false,
         ready_timeout: Duration::from_secs(60),
         external_apps: vec![],
     };

@@ -44,6 +44,7 @@ pub async fn run(args: UpArgs) -> Result<(), Failure> {
         ready_timeout: Duration::from_secs(30),
         external_apps: args.external,
         app_commands,
+        ads: false,
     };
     eprintln!(
         "starting mesh {:?}: {} demo apps and {} Envoy sidecars ({} worker{} each)",

@@ -45,7 +45,7 @@ pub fn bootstrap(
     }));
     Bootstrap {
         node: Some(Node {
-            id: format!("{instance_name}-sidecar"),
+            id: node_id(instance_name),
             cluster: service.name.clone(),
             metadata: Some(Struct {
                 fields: [("meshkit.mesh".to_string(), string_value(&mesh.name))].into(),
@@ -67,6 +67,12 @@ pub fn bootstrap(
         stats_config: Some(stats::stats_config()),
         ..Default::default()
     }
+}
+
+/// The node id of instance `instance_name`'s sidecar: how it names itself to Envoy's admin,
+/// and to meshkit's ADS server.
+pub fn node_id(instance_name: &str) -> String {
+    format!("{instance_name}-sidecar")
 }
 
 fn string_value(s: &str) -> Value {

@@ -3,6 +3,7 @@
 //! Nothing here formats JSON: the result is a `Bootstrap` message, rendered by [`crate::render`].
 
 pub mod access_log;
+pub mod ads;
 mod any;
 pub mod bootstrap;
 mod cluster;
@@ -11,4 +12,5 @@ mod listener;
 mod stats;
 mod wasm_filter;
 
-pub use bootstrap::{bootstrap, BootstrapOptions};
+pub use ads::{ads_bootstrap, NodeResources, SplitError, XDS_CLUSTER};
+pub use bootstrap::{bootstrap, node_id, BootstrapOptions};

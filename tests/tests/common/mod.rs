@@ -2,6 +2,7 @@
 
 #![allow(dead_code, unused_imports)] // each test binary uses a different part of the harness
 
+pub mod load;
 pub mod upstream;
 
 use std::path::PathBuf;
@@ -49,7 +50,26 @@ pub async fn start_with_external_apps(mesh: Mesh, name: &str, external: &[&str])
 
 /// The general form: external apps and Envoy worker count.
 pub async fn start_with(mesh: Mesh, name: &str, external: &[&str], concurrency: u32) -> LocalMesh {
+    LocalMesh::start(mesh, &options(name, external, concurrency))
+        .await
+        .expect("start the mesh")
+}
+
+/// Like [`start`], with every sidecar on meshkit's ADS server ([`LocalMesh::update`] changes
+/// the config live).
+pub async fn start_ads(mesh: Mesh, name: &str) -> LocalMesh {
     let options = LocalMeshOptions {
+        ads: true,
+        report_progress: std::env::var_os("DEBUG_ADS").is_some(),
+        ..options(name, &[], 1)
+    };
+    LocalMesh::start(mesh, &options)
+        .await
+        .expect("start the mesh on ADS")
+}
+
+fn options(name: &str, external: &[&str], concurrency: u32) -> LocalMeshOptions {
+    LocalMeshOptions {
         envoy: envoy(),
         wasm: wasm(),
         run_dir: scratch_dir(name),
@@ -59,10 +79,8 @@ pub async fn start_with(mesh: Mesh, name: &str, external: &[&str], concurrency: 
         app_commands: Vec::new(),
         ready_timeout: Duration::from_secs(60),
         external_apps: external.iter().map(|s| s.to_string()).collect(),
-    };
-    LocalMesh::start(mesh, &options)
-        .await
-        .expect("start the mesh")
+        ads: false,
+    }
 }
 
 /// Every line the sidecar of instance `service` (a service's name: its first instance) wrote

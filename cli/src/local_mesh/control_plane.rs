@@ -1,0 +1,90 @@
+//! The local mesh's control plane: meshkit's ADS server on a free loopback port, serving every
+//! sidecar of the mesh, and pushing each change of the spec to them without a restart.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use meshkit_sdk::model::Mesh;
+use meshkit_sdk::{generate_ads, GeneratedFile, RenderOptions};
+use tokio::net::TcpListener;
+
+use crate::xds::{AdsServer, Snapshot};
+
+/// How often the status board is polled while waiting for sidecars to acknowledge.
+const POLL: Duration = Duration::from_millis(20);
+
+pub struct ControlPlane {
+    /// `None` while stopped (the sidecars keep running on what they have).
+    server: Option<AdsServer>,
+    /// Where the sidecars' bootstraps say the server is.
+    pub addr: SocketAddr,
+    render: RenderOptions,
+    echo: bool,
+}
+
+impl ControlPlane {
+    /// Starts serving `mesh`; `echo`: print every ACK and NACK on stderr.
+    pub async fn start(mesh: &Mesh, render: RenderOptions, echo: bool) -> anyhow::Result<Self> {
+        let snapshot = Snapshot::build(mesh, &render)?;
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        let server = AdsServer::start(listener, snapshot, echo)?;
+        Ok(ControlPlane {
+            addr: server.addr,
+            server: Some(server),
+            render,
+            echo,
+        })
+    }
+
+    /// The running server.
+    pub fn server(&self) -> anyhow::Result<&AdsServer> {
+        self.server.as_ref().context("the control plane is stopped")
+    }
+
+    /// Every sidecar's bootstrap: its identity, admin, and the way to this server.
+    pub fn bootstraps(&self, mesh: &Mesh) -> anyhow::Result<Vec<GeneratedFile>> {
+        Ok(generate_ads(mesh, &self.render, self.addr)?)
+    }
+
+    /// Serves `mesh` from now on: every connected sidecar is sent what changed for it.
+    pub fn push(&self, mesh: &Mesh) -> anyhow::Result<()> {
+        self.server()?.update(Snapshot::build(mesh, &self.render)?);
+        Ok(())
+    }
+
+    /// Stops the server: streams end, connections close; the sidecars keep their config.
+    pub async fn stop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.stop().await;
+        }
+    }
+
+    /// Starts the server again on the same address, serving `mesh`.
+    pub async fn start_again(&mut self, mesh: &Mesh) -> anyhow::Result<()> {
+        self.stop().await;
+        let snapshot = Snapshot::build(mesh, &self.render)?;
+        let listener = TcpListener::bind(self.addr)
+            .await
+            .with_context(|| format!("bind {} again", self.addr))?;
+        self.server = Some(AdsServer::start(listener, snapshot, self.echo)?);
+        Ok(())
+    }
+
+    /// Waits until every sidecar of the current snapshot acknowledged all of it.
+    pub async fn wait_acked(&self, timeout: Duration) -> anyhow::Result<()> {
+        let server = self.server()?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let snapshot = server.snapshot();
+        while !server.status.all_acked(&snapshot) {
+            if tokio::time::Instant::now() >= deadline {
+                bail!(
+                    "not every sidecar acknowledged the config within {timeout:?}:\n{}",
+                    server.status.render()
+                );
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,17 @@
+//! meshkit's control plane: an ADS server (state-of-the-world xDS over one gRPC stream per
+//! sidecar, tonic's server from envoy-types) that serves each sidecar the resources the SDK
+//! renders for it, and pushes every valid spec change.
+//!
+//! - [`snapshot`]: what is served, per node and type, with content-derived versions;
+//! - [`stream`]: the protocol of one stream, as plain state (nonces, ACK/NACK, ordering);
+//! - [`server`]: the gRPC service and its tasks;
+//! - [`status`]: what each node acknowledged or refused.
+
+pub mod server;
+pub mod snapshot;
+pub mod status;
+pub mod stream;
+
+pub use server::AdsServer;
+pub use snapshot::{ResourceType, Snapshot};
+pub use status::StatusBoard;
