@@ -10,4 +10,5 @@ pub mod http_client;
 pub mod local_mesh;
 pub mod locate;
 pub mod process;
+pub mod spec_watch;
 pub mod xds;

@@ -185,6 +185,9 @@ impl LocalMesh {
                 );
             }
         }
+        if let (None, Some(cp)) = (&failure, &local.control_plane) {
+            failure = cp.wait_acked(options.ready_timeout).await.err();
+        }
         if failure.is_none() {
             failure = local.wait_checked_healthy().await.err();
         }

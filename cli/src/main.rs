@@ -46,6 +46,25 @@ enum Command {
         wasm: String,
         #[arg(long, value_enum, default_value_t = Format::Json)]
         format: Format,
+        /// Bootstraps for sidecars that get everything else from `meshkit serve` at this
+        /// address (ADS): node identity, admin and the server only.
+        #[arg(long, value_name = "HOST:PORT")]
+        ads: Option<std::net::SocketAddr>,
+    },
+    /// Serve the mesh's config to its sidecars over ADS (xDS) and push every valid edit of
+    /// SPEC to them live, until Ctrl-C / SIGTERM. Sidecars start from `generate --ads`.
+    Serve {
+        spec: PathBuf,
+        /// Where the ADS server listens. It has no authentication: keep it on loopback unless
+        /// the network is trusted (see README, "Running it for real").
+        #[arg(long, default_value = "127.0.0.1:18000")]
+        listen: std::net::SocketAddr,
+        /// Also answer `GET /` here with each sidecar's acknowledged versions and last NACK.
+        #[arg(long, value_name = "HOST:PORT")]
+        status: Option<std::net::SocketAddr>,
+        /// Path to meshkit_filter.wasm as the sidecars' Envoy will open it.
+        #[arg(long, default_value = locate::WASM_RELATIVE)]
+        wasm: String,
     },
     /// Generate every bootstrap and have the real Envoy validate it (`envoy --mode validate`).
     Check { spec: PathBuf },
@@ -75,6 +94,10 @@ enum Command {
         /// Repeatable.
         #[arg(long = "external", value_name = "SERVICE")]
         external: Vec<String>,
+        /// Give each sidecar a complete static bootstrap instead of serving its config from
+        /// meshkit's xDS server (then an edit of the spec needs a restart).
+        #[arg(long = "static")]
+        static_config: bool,
     },
     /// Explain an error code: a built-in mesh code (no spec needed), or an entry of the
     /// catalog. Without a code, list every code. Exits 1 for a code that is neither.
@@ -135,12 +158,27 @@ async fn run(command: Command) -> Result<(), Failure> {
             out,
             wasm,
             format,
+            ads,
         } => {
             let format = match format {
                 Format::Json => OutputFormat::Json,
                 Format::Yaml => OutputFormat::Yaml,
             };
-            commands::generate::run(&spec, &out, wasm, format)
+            commands::generate::run(&spec, &out, wasm, format, ads)
+        }
+        Command::Serve {
+            spec,
+            listen,
+            status,
+            wasm,
+        } => {
+            commands::serve::run(commands::serve::ServeArgs {
+                spec,
+                listen,
+                status,
+                wasm,
+            })
+            .await
         }
         Command::Check { spec } => commands::check::run(&spec).await,
         Command::Explain { code, spec } => commands::explain::run(code.as_deref(), spec.as_deref()),
@@ -152,6 +190,7 @@ async fn run(command: Command) -> Result<(), Failure> {
             run_dir,
             apps,
             external,
+            static_config,
         } => {
             let duration = duration
                 .map(|d| meshkit_sdk::duration::parse_duration(&d))
@@ -165,6 +204,7 @@ async fn run(command: Command) -> Result<(), Failure> {
                 run_dir,
                 apps,
                 external,
+                static_config,
             })
             .await
         }

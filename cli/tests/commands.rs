@@ -6,7 +6,7 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
@@ -381,7 +381,21 @@ fn a_sidecar_that_cannot_start_is_explained_cause_first() {
     let wasm = dir.join("garbage.wasm");
     std::fs::write(&wasm, b"\0asm this is not a module").unwrap();
     let spec = write_spec(&meshkit_tests::example_spec_text());
+    // Over ADS, Envoy refuses the filter's configuration and keeps running: `up` says which
+    // sidecar refused what, with Envoy's reason, and stops everything.
     let o = up(&spec, &dir.join("run"))
+        .env("MESHKIT_WASM", &wasm)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3));
+    let err = stderr(&o);
+    assert!(
+        err.contains("refused its config (ECDS NACK): Unable to create Wasm plugin"),
+        "{err}"
+    );
+    // With static bootstraps, Envoy itself exits; its own words come first.
+    let o = up(&spec, &dir.join("run-static"))
+        .arg("--static")
         .env("MESHKIT_WASM", &wasm)
         .output()
         .unwrap();
@@ -561,4 +575,216 @@ fn restart_on_stdin_restarts_a_service_one_instance_at_a_time() {
         wait_with_deadline(&mut child, Duration::from_secs(30)).code(),
         Some(0)
     );
+}
+
+/// A plain HTTP/1.1 GET through `port` on 127.0.0.1; the whole response.
+fn http_get(port: u16, path: &str, id: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: m\r\nx-request-id: {id}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).unwrap();
+    response
+}
+
+/// `meshkit up` serves its sidecars over ADS and watches the spec: a valid edit reaches them
+/// live, an invalid one is refused with its problems and changes nothing.
+#[test]
+fn up_applies_an_edited_spec_live_and_refuses_an_invalid_one() {
+    let spec_text = meshkit_tests::example_spec_text();
+    let spec = write_spec(&spec_text);
+    let run_dir = spec.parent().unwrap().join("run");
+    let (mut child, lines) = spawn_with_stderr(&mut up(&spec, &run_dir));
+    wait_for_line(&mut child, &lines, "streaming access logs");
+    let outbound = port_of(&spec_text, "frontend", "outbound_port");
+    let inbound = port_of(&spec_text, "frontend", "inbound_port");
+    assert!(http_get(outbound, "/users", "edit-0").starts_with("HTTP/1.1 404"));
+
+    // A new route from frontend straight to users; saved the way editors do (rename over).
+    let marker = "\n  - name: recipes";
+    let at = spec_text.find(marker).unwrap();
+    let edited = format!(
+        "{}\n      - service: users\n        routes:\n          - match: {{ prefix: /users }}\n{}",
+        spec_text[..at].trim_end(),
+        &spec_text[at..]
+    );
+    let tmp = spec.with_extension("tmp");
+    std::fs::write(&tmp, &edited).unwrap();
+    std::fs::rename(&tmp, &spec).unwrap();
+    wait_for_line(
+        &mut child,
+        &lines,
+        "changed: every sidecar has the new config",
+    );
+    assert!(http_get(outbound, "/users", "edit-1").starts_with("HTTP/1.1 200"));
+
+    // An invalid edit: refused with the problem's path, and the mesh keeps serving.
+    std::fs::write(&spec, edited.replace("timeout: 5s", "timeout: 5 parsecs")).unwrap();
+    let seen = wait_for_line(&mut child, &lines, "is invalid (1 problem)");
+    wait_for_line(
+        &mut child,
+        &lines,
+        "services[0].upstreams[0].routes[0].timeout",
+    );
+    assert!(
+        seen.last().unwrap().contains("the mesh keeps its config"),
+        "{seen:?}"
+    );
+    assert!(http_get(outbound, "/users", "edit-2").starts_with("HTTP/1.1 200"));
+    assert!(http_get(inbound, "/", "edit-3").starts_with("HTTP/1.1 200"));
+
+    signal(&child, libc::SIGTERM);
+    assert_eq!(
+        wait_with_deadline(&mut child, Duration::from_secs(30)).code(),
+        Some(0)
+    );
+}
+
+/// Kills the child when dropped: an Envoy a failing test started must not outlive it.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The status page of `meshkit serve --status`.
+fn status_page(port: u16) -> String {
+    let r = http_get(port, "/", "status");
+    r.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or(r)
+}
+
+/// `meshkit serve` on its own, as on a real host: a sidecar started from a `generate --ads`
+/// bootstrap gets its config from it and acknowledges every type; a stream claiming an
+/// unknown node id is refused.
+#[test]
+fn serve_feeds_a_sidecar_started_from_an_ads_bootstrap_and_refuses_unknown_nodes() {
+    let spec_text = meshkit_tests::example_spec_text();
+    let spec = write_spec(&spec_text);
+    let dir = spec.parent().unwrap().to_path_buf();
+    let [listen, status] = free_ports(2)[..] else {
+        unreachable!()
+    };
+    let ads = format!("127.0.0.1:{listen}");
+    let wasm = std::path::absolute(meshkit_cli::locate::wasm().unwrap()).unwrap();
+    let wasm = wasm.to_str().unwrap();
+    let (mut serve, lines) = spawn_with_stderr(meshkit().args([
+        "serve",
+        spec.to_str().unwrap(),
+        "--listen",
+        &ads,
+        "--status",
+        &format!("127.0.0.1:{status}"),
+        "--wasm",
+        wasm,
+    ]));
+    wait_for_line(
+        &mut serve,
+        &lines,
+        "serving mesh \"recipes-demo\" (4 sidecars)",
+    );
+
+    let out = dir.join("ads");
+    let o = run(&[
+        "generate",
+        spec.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--ads",
+        &ads,
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let bootstrap = std::fs::read_to_string(out.join("users.json")).unwrap();
+    assert!(bootstrap.contains("\"ads_config\""), "{bootstrap}");
+    assert!(
+        !bootstrap.contains("\"listeners\""),
+        "listeners come over ADS: {bootstrap}"
+    );
+
+    let envoy = KillOnDrop(
+        Command::new(meshkit_cli::locate::envoy().unwrap())
+            .args(["--disable-hot-restart", "--concurrency", "1", "-c"])
+            .arg(out.join("users.json"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("users.envoy.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let admin = port_of(&spec_text, "users", "admin_port");
+    eventually_ready(admin);
+    let listeners = http_get(admin, "/listeners", "l");
+    assert!(
+        listeners.contains("inbound::") && listeners.contains("outbound::"),
+        "{listeners}"
+    );
+    let page = status_page(status);
+    let line = page
+        .lines()
+        .find(|l| l.starts_with("users-sidecar"))
+        .unwrap_or_else(|| panic!("{page}"));
+    assert!(line.contains(" connected "), "{page}");
+    for t in ["CDS=", "LDS=", "RDS=", "ECDS="] {
+        let v = line.split(t).nth(1).unwrap().split(' ').next().unwrap();
+        assert!(
+            v != "-" && !v.ends_with('*'),
+            "{t} not acknowledged: {page}"
+        );
+    }
+    drop(envoy);
+
+    // A stream that claims a node id the mesh does not have gets nothing.
+    let refused = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        use envoy_types::pb::envoy::config::core::v3::Node;
+        use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+        use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
+        let mut client = AggregatedDiscoveryServiceClient::connect(format!("http://{ads}"))
+            .await
+            .unwrap();
+        let request = DiscoveryRequest {
+            node: Some(Node {
+                id: "intruder-sidecar".into(),
+                ..Default::default()
+            }),
+            type_url: "type.googleapis.com/envoy.config.cluster.v3.Cluster".into(),
+            ..Default::default()
+        };
+        client
+            .stream_aggregated_resources(tokio_stream::iter([request]))
+            .await
+            .expect_err("refused")
+    });
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    assert!(
+        refused.message().contains("intruder-sidecar"),
+        "{refused:?}"
+    );
+
+    signal(&serve, libc::SIGTERM);
+    assert_eq!(
+        wait_with_deadline(&mut serve, Duration::from_secs(30)).code(),
+        Some(0)
+    );
+}
+
+/// Polls Envoy's admin `/ready` until it answers 200.
+fn eventually_ready(admin: u16) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if std::net::TcpStream::connect(("127.0.0.1", admin)).is_ok()
+            && http_get(admin, "/ready", "ready").starts_with("HTTP/1.1 200")
+        {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "Envoy never ready");
+        // Polling Envoy's admin endpoint: it has no readiness notification.
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

@@ -4,6 +4,7 @@ pub mod check;
 pub mod demo_app;
 pub mod explain;
 pub mod generate;
+pub mod serve;
 pub mod up;
 pub mod validate;
 

@@ -1,6 +1,9 @@
 //! `meshkit up SPEC`: the mesh on this machine, access logs on stdout, until Ctrl-C, SIGTERM
 //! or `--duration`; `--demo` sends scripted traffic first. While it runs, `restart SERVICE` on
 //! stdin restarts a service one instance at a time, without failing its callers' requests.
+//!
+//! The sidecars get their config from meshkit's ADS server, run in-process (`--static`: from
+//! complete bootstrap files instead), and every valid edit of SPEC reaches them live.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -8,7 +11,9 @@ use std::time::Duration;
 use meshkit_cli::demo_traffic::{self, DemoPlan};
 use meshkit_cli::local_mesh::{LocalMesh, LocalMeshOptions};
 use meshkit_cli::locate;
+use meshkit_cli::spec_watch::SpecWatch;
 use meshkit_sdk::model::Mesh;
+use meshkit_sdk::LoadError;
 
 use super::{load, stop_signal, Exit, Failure, Stop};
 
@@ -22,6 +27,8 @@ pub struct UpArgs {
     pub apps: Vec<String>,
     /// Services whose apps already run.
     pub external: Vec<String>,
+    /// Complete static bootstraps instead of the ADS server (no live changes).
+    pub static_config: bool,
 }
 
 pub async fn run(args: UpArgs) -> Result<(), Failure> {
@@ -44,7 +51,7 @@ pub async fn run(args: UpArgs) -> Result<(), Failure> {
         ready_timeout: Duration::from_secs(30),
         external_apps: args.external,
         app_commands,
-        ads: false,
+        ads: !args.static_config,
     };
     eprintln!(
         "starting mesh {:?}: {} demo apps and {} Envoy sidecars ({} worker{} each)",
@@ -62,7 +69,7 @@ pub async fn run(args: UpArgs) -> Result<(), Failure> {
             return Err(stop.failure("during start-up; every process started was stopped"))
         }
     };
-    print_banner(&local.mesh, &options);
+    print_banner(&local, &options);
     let result = if args.demo {
         let outcome = run_demo(&local).await;
         if outcome.is_ok() {
@@ -75,7 +82,11 @@ pub async fn run(args: UpArgs) -> Result<(), Failure> {
         eprintln!(
             "streaming access logs; type `restart SERVICE` for a rolling restart; Ctrl-C to stop"
         );
-        serve_commands(&mut local, args.duration).await;
+        let watch = local
+            .control_plane
+            .is_some()
+            .then(|| SpecWatch::new(&args.spec));
+        serve_commands(&mut local, args.duration, watch).await;
         Ok(())
     };
     eprintln!("stopping the mesh");
@@ -122,7 +133,8 @@ fn app_commands(
     Ok(out)
 }
 
-fn print_banner(mesh: &Mesh, options: &LocalMeshOptions) {
+fn print_banner(local: &LocalMesh, options: &LocalMeshOptions) {
+    let mesh = &local.mesh;
     eprintln!(
         "mesh {:?} is up (configs and Envoy logs in {}):",
         mesh.name,
@@ -141,6 +153,14 @@ fn print_banner(mesh: &Mesh, options: &LocalMeshOptions) {
             s.app.address,
             s.app.port
         );
+    }
+    match &local.control_plane {
+        Some(cp) => eprintln!(
+            "sidecars get their config from meshkit's xDS server on {} (ADS); a valid edit of \
+             the spec reaches them live",
+            cp.addr
+        ),
+        None => eprintln!("sidecars run on static bootstraps (--static): restart to change them"),
     }
 }
 
@@ -202,7 +222,11 @@ async fn run_demo(local: &LocalMesh) -> Result<(), Failure> {
 /// Until a stop signal (or `duration`): runs the commands typed on stdin, one per line.
 /// `restart SERVICE` restarts the service's instances one at a time (see
 /// [`LocalMesh::rolling_restart`]); a signal interrupts it. Without a stdin, only the signal.
-async fn serve_commands(local: &mut LocalMesh, duration: Option<Duration>) {
+async fn serve_commands(
+    local: &mut LocalMesh,
+    duration: Option<Duration>,
+    mut watch: Option<SpecWatch>,
+) {
     let stop = stop_signal(duration);
     tokio::pin!(stop);
     let mut lines = stdin_lines();
@@ -211,6 +235,11 @@ async fn serve_commands(local: &mut LocalMesh, duration: Option<Duration>) {
         let line = tokio::select! {
             _ = &mut stop => return,
             line = lines.recv(), if stdin_open => line,
+            edit = async { watch.as_mut()?.next().await.into() }, if watch.is_some() => {
+                let path = watch.as_ref().map(|w| w.path().display().to_string()).unwrap_or_default();
+                apply_edit(local, &path, edit, &mut stop).await;
+                continue;
+            }
         };
         let Some(line) = line else {
             stdin_open = false;
@@ -232,6 +261,43 @@ async fn serve_commands(local: &mut LocalMesh, duration: Option<Duration>) {
             }
             _ => eprintln!("unknown command {line:?}: try `restart SERVICE`"),
         }
+    }
+}
+
+/// Serves an edited spec, or says why it is refused: the mesh keeps the config it has.
+async fn apply_edit(
+    local: &mut LocalMesh,
+    path: &str,
+    edit: Option<Result<Mesh, LoadError>>,
+    stop: &mut std::pin::Pin<&mut impl std::future::Future<Output = Stop>>,
+) {
+    let mesh = match edit {
+        Some(Ok(mesh)) => mesh,
+        Some(Err(LoadError::Invalid(problems))) => {
+            eprintln!(
+                "{path} changed but is invalid ({} problem{}); the mesh keeps its config:\n{problems}",
+                problems.0.len(),
+                if problems.0.len() == 1 { "" } else { "s" }
+            );
+            return;
+        }
+        Some(Err(e)) => {
+            eprintln!("{path} changed but cannot be read ({e}); the mesh keeps its config");
+            return;
+        }
+        None => return,
+    };
+    let started = std::time::Instant::now();
+    let outcome = tokio::select! {
+        _ = stop => return,
+        outcome = local.update(mesh) => outcome,
+    };
+    match outcome {
+        Ok(()) => eprintln!(
+            "{path} changed: every sidecar has the new config ({:.0} ms)",
+            started.elapsed().as_secs_f64() * 1e3
+        ),
+        Err(e) => eprintln!("{path} changed: {e:#}"),
     }
 }
 

@@ -24,7 +24,7 @@ pub struct ControlPlane {
 }
 
 impl ControlPlane {
-    /// Starts serving `mesh`; `echo`: print every ACK and NACK on stderr.
+    /// Starts serving `mesh`; `echo`: print every NACK on stderr.
     pub async fn start(mesh: &Mesh, render: RenderOptions, echo: bool) -> anyhow::Result<Self> {
         let snapshot = Snapshot::build(mesh, &render)?;
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
@@ -71,12 +71,16 @@ impl ControlPlane {
         Ok(())
     }
 
-    /// Waits until every sidecar of the current snapshot acknowledged all of it.
+    /// Waits until every sidecar of the current snapshot acknowledged all of it; fails at
+    /// once if one refused it (NACK), with Envoy's reason.
     pub async fn wait_acked(&self, timeout: Duration) -> anyhow::Result<()> {
         let server = self.server()?;
         let deadline = tokio::time::Instant::now() + timeout;
         let snapshot = server.snapshot();
         while !server.status.all_acked(&snapshot) {
+            if let Some((node, t, detail)) = server.status.refused(&snapshot) {
+                bail!("{node} refused its config ({} NACK): {detail}", t.short());
+            }
             if tokio::time::Instant::now() >= deadline {
                 bail!(
                     "not every sidecar acknowledged the config within {timeout:?}:\n{}",

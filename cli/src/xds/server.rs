@@ -33,7 +33,7 @@ pub struct AdsServer {
 }
 
 impl AdsServer {
-    /// Serves `snapshot` on `listener`; `echo`: print every ACK and NACK on stderr.
+    /// Serves `snapshot` on `listener`; `echo`: print every NACK on stderr.
     pub fn start(
         listener: TcpListener,
         snapshot: Snapshot,

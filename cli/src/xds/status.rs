@@ -36,7 +36,7 @@ pub struct NodeStatus {
 pub struct StatusBoard {
     nodes: Mutex<BTreeMap<String, NodeStatus>>,
     next_stream: AtomicU64,
-    /// Print each ACK and NACK on stderr (`meshkit serve` does).
+    /// Print each NACK on stderr (`meshkit up` and `meshkit serve` do).
     pub echo: bool,
 }
 
@@ -80,13 +80,11 @@ impl StatusBoard {
     }
 
     pub fn record(&self, node: &str, event: Event) {
-        if self.echo {
-            match &event {
-                Event::Ack { t, version } => eprintln!("{node}: {} {version} acked", t.short()),
-                Event::Nack { t, version, detail } => {
-                    eprintln!("{node}: {} {version} REFUSED (NACK): {detail}", t.short())
-                }
-            }
+        if let (true, Event::Nack { t, version, detail }) = (self.echo, &event) {
+            eprintln!(
+                "{node}: Envoy refused {} {version} (NACK) and keeps its config: {detail}",
+                t.short()
+            );
         }
         self.with(node, |n| match event {
             Event::Ack { t, version } => n.types.entry(t).or_default().acked = Some(version),
@@ -113,6 +111,18 @@ impl StatusBoard {
                         acked == Some(&want.version)
                             || (acked.is_none() && want.resources.is_empty())
                     })
+            })
+        })
+    }
+
+    /// The first refusal of what `snapshot` holds: (node, type, Envoy's reason).
+    pub fn refused(&self, snapshot: &Snapshot) -> Option<(String, ResourceType, String)> {
+        let nodes = self.nodes();
+        snapshot.nodes.iter().find_map(|(id, snap)| {
+            let n = nodes.get(id)?;
+            ResourceType::ORDER.into_iter().find_map(|t| {
+                let nack = n.types.get(&t)?.nack.as_ref()?;
+                (nack.version == snap.get(t).version).then(|| (id.clone(), t, nack.detail.clone()))
             })
         })
     }
