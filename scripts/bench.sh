@@ -7,5 +7,5 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 printf '\033[1m==> %s\033[0m\n' "no-op filter (.wasm) and the benchmark harness (release)" >&2
 cargo build --release --locked --target wasm32-wasip1 -p noop-filter
-cargo build --release --locked -p meshkit-bench
+cargo build --release --locked -p meshkit-bench -p meshkit-cli
 exec target/release/meshkit-bench "$@"

@@ -35,5 +35,5 @@ cargo test --locked -p meshkit-tests -- --nocapture
 # rot; its figures mean nothing here). scripts/bench.sh runs the real thing.
 say "benchmark, short mode"
 cargo build --release --locked --target wasm32-wasip1 -p noop-filter
-cargo build --locked -p meshkit-bench
+cargo build --locked -p meshkit-bench -p meshkit-cli
 target/debug/meshkit-bench --short

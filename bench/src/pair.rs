@@ -137,7 +137,7 @@ impl Pair {
 }
 
 /// From `/proc/<pid>/stat` (utime + stime, in clock ticks) and `/proc/<pid>/status` (VmRSS).
-fn process_usage(pid: u32) -> anyhow::Result<Usage> {
+pub fn process_usage(pid: u32) -> anyhow::Result<Usage> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
     let rest = stat.rsplit_once(')').context("malformed stat")?.1;

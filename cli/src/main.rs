@@ -59,10 +59,12 @@ enum Command {
         /// the network is trusted (see README, "Running it for real").
         #[arg(long, default_value = "127.0.0.1:18000")]
         listen: std::net::SocketAddr,
-        /// Also answer `GET /` here with each sidecar's acknowledged versions and last NACK.
-        #[arg(long, value_name = "HOST:PORT")]
-        status: Option<std::net::SocketAddr>,
-        /// Path to meshkit_filter.wasm as the sidecars' Envoy will open it.
+        /// Where sidecars fetch the filter's module (`/meshkit_filter.wasm`; give an address
+        /// they can reach), and `GET /` shows each sidecar's acknowledged versions and last
+        /// NACK.
+        #[arg(long, default_value = "127.0.0.1:18090")]
+        http: std::net::SocketAddr,
+        /// The filter's module to serve.
         #[arg(long, default_value = locate::WASM_RELATIVE)]
         wasm: String,
     },
@@ -169,13 +171,13 @@ async fn run(command: Command) -> Result<(), Failure> {
         Command::Serve {
             spec,
             listen,
-            status,
+            http,
             wasm,
         } => {
             commands::serve::run(commands::serve::ServeArgs {
                 spec,
                 listen,
-                status,
+                http,
                 wasm,
             })
             .await

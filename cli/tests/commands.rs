@@ -681,7 +681,7 @@ fn serve_feeds_a_sidecar_started_from_an_ads_bootstrap_and_refuses_unknown_nodes
         spec.to_str().unwrap(),
         "--listen",
         &ads,
-        "--status",
+        "--http",
         &format!("127.0.0.1:{status}"),
         "--wasm",
         wasm,

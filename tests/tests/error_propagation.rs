@@ -31,18 +31,33 @@ fn line<'a>(lines: &'a [AccessLine], service: &str, direction: &str) -> &'a Acce
 }
 
 /// `meshkit_errors` samples from a sidecar's Prometheus endpoint, keyed by their label set.
+/// `meshkit_errors` of every instance of `service`, summed (its callers balance over them).
 async fn error_counters(mesh: &LocalMesh, service: &str) -> BTreeMap<String, f64> {
-    let r = http_client::get(mesh.admin(service).unwrap(), "/stats/prometheus")
-        .await
-        .unwrap();
-    r.text()
-        .lines()
-        .filter_map(|l| l.strip_prefix("meshkit_errors{"))
-        .filter_map(|l| {
-            let (labels, value) = l.rsplit_once("} ")?;
-            Some((labels.to_string(), value.trim().parse().ok()?))
-        })
-        .collect()
+    let mut sums = BTreeMap::new();
+    let instances: Vec<String> = mesh
+        .mesh
+        .service(service)
+        .unwrap()
+        .instances()
+        .map(|(n, _)| n)
+        .collect();
+    for instance in instances {
+        let r = http_client::get(mesh.admin(&instance).unwrap(), "/stats/prometheus")
+            .await
+            .unwrap();
+        for l in r
+            .text()
+            .lines()
+            .filter_map(|l| l.strip_prefix("meshkit_errors{"))
+        {
+            let Some((labels, value)) = l.rsplit_once("} ") else {
+                continue;
+            };
+            let value: f64 = value.trim().parse().unwrap();
+            *sums.entry(labels.to_string()).or_insert(0.0) += value;
+        }
+    }
+    sums
 }
 
 fn labels(

@@ -343,3 +343,71 @@ async fn sidecars_keep_serving_while_the_server_restarts_and_then_reconnect() {
     assert!(failed.is_empty(), "failed requests: {failed:?}");
     mesh.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_filter_module_comes_from_the_server_and_a_wrong_sha256_is_refused() {
+    let text = common::example_spec_text();
+    let mut mesh = common::start_ads(load(&text), "wasm-sha").await;
+    let entry = mesh.inbound("frontend").unwrap();
+    let cp = mesh.control_plane.as_ref().expect("on ADS");
+    cp.wait_acked(Duration::from_secs(30)).await.unwrap();
+    // Every sidecar runs the module it fetched: its config names no local file.
+    let dump = http_client::get(
+        mesh.admin("users").unwrap(),
+        "/config_dump?resource=ecds_filters",
+    )
+    .await
+    .unwrap()
+    .text();
+    assert!(
+        dump.contains(&cp.module.remote.sha256) && dump.contains("/meshkit_filter.wasm"),
+        "{dump}"
+    );
+    assert!(!dump.contains("\"filename\""), "{dump}");
+    assert_eq!(common::send_demo(entry, "fetched", None).await, 200);
+
+    // The config now claims a module the server does not have. Envoy accepts the config (the
+    // fetch is asynchronous) but refuses the bytes: its log says so at critical level, and the
+    // filter fails closed, so no request passes a module nobody verified.
+    let server = cp.server().unwrap();
+    let mut wrong = cp.module.remote.clone();
+    wrong.sha256 = "0".repeat(64);
+    let render = meshkit_sdk::RenderOptions {
+        wasm_path: std::path::absolute(common::wasm())
+            .unwrap()
+            .display()
+            .to_string(),
+        format: meshkit_sdk::OutputFormat::Json,
+        bare: false,
+    };
+    server.update(Snapshot::build(&mesh.mesh, &render, Some(&wrong)).unwrap());
+    let refused = until_seen(
+        "requests refused by a filter that failed to load",
+        |k| async move { common::send_demo(entry, &format!("wrong-sha-{k}"), None).await != 200 },
+    )
+    .await;
+    let log = std::fs::read_to_string(mesh.run_dir.join("frontend.envoy.log")).unwrap();
+    let critical: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("[critical]") && l.contains("failed to load"))
+        .collect();
+    assert!(!critical.is_empty(), "no critical log line:\n{log}");
+    println!(
+        "wrong sha256: requests refused after {:.0} ms; frontend's log: {}",
+        refused.as_secs_f64() * 1e3,
+        critical[0]
+    );
+
+    // The right module again: requests pass.
+    cp.push(&mesh.mesh).unwrap();
+    cp.wait_acked(Duration::from_secs(30)).await.unwrap();
+    let back = until_seen("requests served again", |k| async move {
+        common::send_demo(entry, &format!("right-sha-{k}"), None).await == 200
+    })
+    .await;
+    println!(
+        "right sha256 again: served after {:.0} ms",
+        back.as_secs_f64() * 1e3
+    );
+    mesh.shutdown().await;
+}

@@ -1,21 +1,16 @@
 //! `meshkit serve SPEC`: meshkit's control plane on its own. Sidecars started from
 //! `meshkit generate SPEC --ads ADDR` bootstraps connect to it over ADS; each gets the config
 //! rendered for its node id, and every valid edit of SPEC is pushed to them. An invalid edit
-//! is refused with its problems, and the sidecars keep what they have. `--status` answers
-//! `GET /` with each node's acknowledged versions and last NACK.
+//! is refused with its problems, and the sidecars keep what they have. On `--http`, sidecars
+//! fetch the filter's module (checked against its sha256), and `GET /` answers with each
+//! node's acknowledged versions and last NACK.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
 
-use http_body_util::Full;
-use hyper::body::Bytes;
-use hyper::service::service_fn;
-use hyper::Response;
-use hyper_util::rt::TokioIo;
 use meshkit_cli::spec_watch::SpecWatch;
-use meshkit_cli::xds::{AdsServer, Snapshot, StatusBoard};
+use meshkit_cli::xds::{self, http::Module, AdsServer, Snapshot};
+use meshkit_sdk::envoy::WASM_HTTP_PATH;
 use meshkit_sdk::{LoadError, OutputFormat, RenderOptions};
 use tokio::net::TcpListener;
 
@@ -24,7 +19,7 @@ use super::{load, stop_signal, Exit, Failure, OrExit};
 pub struct ServeArgs {
     pub spec: PathBuf,
     pub listen: SocketAddr,
-    pub status: Option<SocketAddr>,
+    pub http: SocketAddr,
     pub wasm: String,
 }
 
@@ -35,12 +30,11 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
         format: OutputFormat::Json,
         bare: false,
     };
-    let snapshot = Snapshot::build(&mesh, &render).exit(Exit::Invalid)?;
-    if !args.listen.ip().is_loopback() {
+    if !(args.listen.ip().is_loopback() && args.http.ip().is_loopback()) {
         eprintln!(
-            "warning: listening on {} without authentication: anyone who can reach it can \
-             claim to be any sidecar of the mesh and read its config",
-            args.listen
+            "warning: listening on {} and {} without authentication: anyone who can reach \
+             them can claim to be any sidecar of the mesh and read its config",
+            args.listen, args.http
         );
     }
     let bind = |addr: SocketAddr| async move {
@@ -48,13 +42,17 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
             .await
             .map_err(|e| Failure::new(Exit::Environment, format!("listen on {addr}: {e}")))
     };
+    let http = bind(args.http).await?;
+    let module = Module::read(Path::new(&render.wasm_path), &http).exit(Exit::Environment)?;
+    let remote = module.remote.clone();
+    let snapshot = Snapshot::build(&mesh, &render, Some(&remote)).exit(Exit::Invalid)?;
     let server =
         AdsServer::start(bind(args.listen).await?, snapshot, true).exit(Exit::Environment)?;
-    if let Some(addr) = args.status {
-        let listener = bind(addr).await?;
-        tokio::spawn(serve_status(listener, server.status.clone()));
-        eprintln!("status: http://{addr}/");
-    }
+    let http_task = tokio::spawn(xds::http::serve(http, module, server.status.clone()));
+    eprintln!(
+        "status: http://{}/; sidecars fetch the filter from http://{}{WASM_HTTP_PATH} (sha256 {})",
+        args.http, args.http, remote.sha256
+    );
     eprintln!(
         "serving mesh {:?} ({} sidecars) over ADS on {}; watching {} for edits",
         mesh.name,
@@ -69,7 +67,7 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
     loop {
         tokio::select! {
             _ = &mut stop => break,
-            edit = watch.next() => match edit.map(|m| Snapshot::build(&m, &render)) {
+            edit = watch.next() => match edit.map(|m| Snapshot::build(&m, &render, Some(&remote))) {
                 Ok(Ok(snapshot)) => {
                     server.update(snapshot);
                     eprintln!("{path} changed: pushing it to the connected sidecars");
@@ -87,24 +85,6 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
     }
     eprintln!("stopping; the sidecars keep their config");
     server.stop().await;
+    http_task.abort();
     Ok(())
-}
-
-/// Answers every request with the status board as plain text.
-async fn serve_status(listener: TcpListener, status: Arc<StatusBoard>) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let status = status.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |_req| {
-                let body = status.render();
-                async move { Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body)))) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
 }

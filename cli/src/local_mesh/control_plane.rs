@@ -1,7 +1,9 @@
 //! The local mesh's control plane: meshkit's ADS server on a free loopback port, serving every
-//! sidecar of the mesh, and pushing each change of the spec to them without a restart.
+//! sidecar of the mesh, and pushing each change of the spec to them without a restart; and its
+//! HTTP side, from which the sidecars fetch the filter's module (checked by its sha256).
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
@@ -9,6 +11,7 @@ use meshkit_sdk::model::Mesh;
 use meshkit_sdk::{generate_ads, GeneratedFile, RenderOptions};
 use tokio::net::TcpListener;
 
+use crate::xds::http::{self, Module};
 use crate::xds::{AdsServer, Snapshot};
 
 /// How often the status board is polled while waiting for sidecars to acknowledge.
@@ -21,20 +24,33 @@ pub struct ControlPlane {
     pub addr: SocketAddr,
     render: RenderOptions,
     echo: bool,
+    /// The module the sidecars fetch, and where from.
+    pub module: Module,
+    http: tokio::task::JoinHandle<()>,
 }
 
 impl ControlPlane {
     /// Starts serving `mesh`; `echo`: print every NACK on stderr.
     pub async fn start(mesh: &Mesh, render: RenderOptions, echo: bool) -> anyhow::Result<Self> {
-        let snapshot = Snapshot::build(mesh, &render)?;
+        let http = TcpListener::bind(("127.0.0.1", 0)).await?;
+        let module = Module::read(Path::new(&render.wasm_path), &http)?;
+        let snapshot = Snapshot::build(mesh, &render, Some(&module.remote))?;
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         let server = AdsServer::start(listener, snapshot, echo)?;
+        let http = tokio::spawn(http::serve(http, module.clone(), server.status.clone()));
         Ok(ControlPlane {
             addr: server.addr,
             server: Some(server),
             render,
             echo,
+            module,
+            http,
         })
+    }
+
+    /// `mesh` as the server serves it.
+    pub fn snapshot(&self, mesh: &Mesh) -> anyhow::Result<Snapshot> {
+        Snapshot::build(mesh, &self.render, Some(&self.module.remote))
     }
 
     /// The running server.
@@ -49,7 +65,7 @@ impl ControlPlane {
 
     /// Serves `mesh` from now on: every connected sidecar is sent what changed for it.
     pub fn push(&self, mesh: &Mesh) -> anyhow::Result<()> {
-        self.server()?.update(Snapshot::build(mesh, &self.render)?);
+        self.server()?.update(self.snapshot(mesh)?);
         Ok(())
     }
 
@@ -63,7 +79,7 @@ impl ControlPlane {
     /// Starts the server again on the same address, serving `mesh`.
     pub async fn start_again(&mut self, mesh: &Mesh) -> anyhow::Result<()> {
         self.stop().await;
-        let snapshot = Snapshot::build(mesh, &self.render)?;
+        let snapshot = self.snapshot(mesh)?;
         let listener = TcpListener::bind(self.addr)
             .await
             .with_context(|| format!("bind {} again", self.addr))?;
@@ -90,5 +106,11 @@ impl ControlPlane {
             tokio::time::sleep(POLL).await;
         }
         Ok(())
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        self.http.abort();
     }
 }

@@ -5,8 +5,10 @@
 //! - [`snapshot`]: what is served, per node and type, with content-derived versions;
 //! - [`stream`]: the protocol of one stream, as plain state (nonces, ACK/NACK, ordering);
 //! - [`server`]: the gRPC service and its tasks;
-//! - [`status`]: what each node acknowledged or refused.
+//! - [`status`]: what each node acknowledged or refused;
+//! - [`http`]: the filter's module for sidecars to fetch, and the status page.
 
+pub mod http;
 pub mod server;
 pub mod snapshot;
 pub mod status;

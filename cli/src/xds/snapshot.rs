@@ -10,7 +10,7 @@ use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 use envoy_types::pb::google::protobuf::Any;
-use meshkit_sdk::envoy::NodeResources;
+use meshkit_sdk::envoy::{NodeResources, RemoteWasm};
 use meshkit_sdk::model::Mesh;
 use meshkit_sdk::render::to_json_value;
 use meshkit_sdk::{sidecars, RenderOptions};
@@ -159,11 +159,16 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Renders `mesh` for every sidecar.
-    pub fn build(mesh: &Mesh, options: &RenderOptions) -> anyhow::Result<Snapshot> {
+    /// Renders `mesh` for every sidecar; with `wasm`, sidecars fetch the filter's module
+    /// from the control plane rather than open `options.wasm_path`.
+    pub fn build(
+        mesh: &Mesh,
+        options: &RenderOptions,
+        wasm: Option<&RemoteWasm>,
+    ) -> anyhow::Result<Snapshot> {
         let mut nodes = BTreeMap::new();
         for s in sidecars(mesh, options) {
-            let r = NodeResources::split(&s.bootstrap)?;
+            let r = NodeResources::split(&s.bootstrap, wasm)?;
             let mut types = BTreeMap::new();
             types.insert(ResourceType::Cluster, packed(&r.clusters, |c| &c.name)?);
             types.insert(

@@ -12,8 +12,10 @@ use std::net::SocketAddr;
 use envoy_types::pb::envoy::config::bootstrap::v3::{bootstrap, Bootstrap};
 use envoy_types::pb::envoy::config::cluster::v3::{cluster, Cluster};
 use envoy_types::pb::envoy::config::core::v3::{
-    api_config_source, config_source, grpc_service, AggregatedConfigSource, ApiConfigSource,
-    ApiVersion, ConfigSource, ExtensionConfigSource, GrpcService, TypedExtensionConfig,
+    api_config_source, async_data_source, config_source, grpc_service, http_uri,
+    AggregatedConfigSource, ApiConfigSource, ApiVersion, AsyncDataSource, ConfigSource,
+    ExtensionConfigSource, GrpcService, HttpUri, RemoteDataSource, RetryPolicy,
+    TypedExtensionConfig,
 };
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::config::listener::v3::{filter, Listener};
@@ -22,15 +24,37 @@ use envoy_types::pb::envoy::extensions::filters::http::wasm::v3::Wasm;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     http_connection_manager, http_filter, HttpConnectionManager, Rds,
 };
-use envoy_types::pb::google::protobuf::Any;
+use envoy_types::pb::envoy::extensions::wasm::v3::plugin_config;
+use envoy_types::pb::google::protobuf::{Any, UInt32Value};
 use prost::{Message, Name};
 
-use super::any::pack;
+use super::any::{duration, pack};
 use super::cluster::{cluster as static_cluster, LOCAL_APP_CLUSTER};
 use crate::model::{CircuitBreaker, Protocol};
 
 /// The bootstrap cluster through which a sidecar reaches meshkit's ADS server.
 pub const XDS_CLUSTER: &str = "meshkit-xds";
+
+/// The cluster (delivered by CDS) through which a sidecar fetches the filter's module.
+pub const WASM_CLUSTER: &str = "meshkit-wasm";
+
+/// Where the control plane serves the filter's module.
+pub const WASM_HTTP_PATH: &str = "/meshkit_filter.wasm";
+
+/// How long a sidecar waits for the module.
+const WASM_FETCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The meshkit filter's module, fetched by each sidecar from meshkit's control plane over
+/// HTTP, and checked by Envoy against its sha256 before it loads it: a sidecar on another
+/// host needs no local copy, and a module that is not the one the server rendered the config
+/// for is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteWasm {
+    /// The control plane's HTTP address, as the sidecars reach it.
+    pub server: SocketAddr,
+    /// Lowercase hex.
+    pub sha256: String,
+}
 
 /// One sidecar's xDS resources, each kind in the order Envoy should see them.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -41,6 +65,30 @@ pub struct NodeResources {
     pub routes: Vec<RouteConfiguration>,
     /// The meshkit filter's configuration per listener (ECDS), named as the listener's filter.
     pub filters: Vec<TypedExtensionConfig>,
+    /// Where the filter's module comes from, if not a local file.
+    pub wasm: Option<RemoteWasm>,
+}
+
+/// Points `wasm`'s VM at the control plane's copy of the module.
+fn fetch_from(wasm: &mut Wasm, remote: &RemoteWasm) {
+    let Some(plugin_config::Vm::VmConfig(vm)) = wasm.config.as_mut().and_then(|c| c.vm.as_mut())
+    else {
+        return;
+    };
+    vm.code = Some(AsyncDataSource {
+        specifier: Some(async_data_source::Specifier::Remote(RemoteDataSource {
+            http_uri: Some(HttpUri {
+                uri: format!("http://{}{WASM_HTTP_PATH}", remote.server),
+                timeout: Some(duration(WASM_FETCH_TIMEOUT)),
+                http_upstream_type: Some(http_uri::HttpUpstreamType::Cluster(WASM_CLUSTER.into())),
+            }),
+            sha256: remote.sha256.clone(),
+            retry_policy: Some(RetryPolicy {
+                num_retries: Some(UInt32Value { value: 3 }),
+                ..Default::default()
+            }),
+        })),
+    });
 }
 
 /// A resource that should have been well-formed was not (a bug in the generator).
@@ -49,9 +97,16 @@ pub struct NodeResources {
 pub struct SplitError(String);
 
 impl NodeResources {
-    /// Takes `static_bootstrap` (as [`super::bootstrap`] renders it) apart.
-    pub fn split(static_bootstrap: &Bootstrap) -> Result<NodeResources, SplitError> {
-        let mut out = NodeResources::default();
+    /// Takes `static_bootstrap` (as [`super::bootstrap`] renders it) apart; with `wasm`, the
+    /// filter's module comes from the control plane instead of a local file.
+    pub fn split(
+        static_bootstrap: &Bootstrap,
+        wasm: Option<&RemoteWasm>,
+    ) -> Result<NodeResources, SplitError> {
+        let mut out = NodeResources {
+            wasm: wasm.cloned(),
+            ..Default::default()
+        };
         let resources = static_bootstrap
             .static_resources
             .clone()
@@ -90,6 +145,17 @@ impl NodeResources {
             }
             out.listeners.push(l);
         }
+        if let (Some(w), false) = (&out.wasm, out.filters.is_empty()) {
+            let mut c = static_cluster(
+                WASM_CLUSTER,
+                &[(w.server.ip().to_string(), w.server.port())],
+                Protocol::Http1,
+                &CircuitBreaker::default(),
+                None,
+            );
+            c.circuit_breakers = None;
+            out.clusters.push(c);
+        }
         Ok(out)
     }
 
@@ -114,7 +180,10 @@ impl NodeResources {
             if any.type_url != type_url::<Wasm>() {
                 continue;
             }
-            let wasm: Wasm = unpack(any)?;
+            let mut wasm: Wasm = unpack(any)?;
+            if let Some(remote) = &self.wasm {
+                fetch_from(&mut wasm, remote);
+            }
             // The ECDS resource is named as the filter; the plugin's name is distinct per
             // listener, and stays what Envoy's logs call it.
             let name = wasm
@@ -124,7 +193,7 @@ impl NodeResources {
                 .unwrap_or_default();
             self.filters.push(TypedExtensionConfig {
                 name: name.clone(),
-                typed_config: Some(any.clone()),
+                typed_config: Some(pack(&wasm)),
             });
             f.name = name;
             f.config_type = Some(http_filter::ConfigType::ConfigDiscovery(

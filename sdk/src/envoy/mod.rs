@@ -12,5 +12,7 @@ mod listener;
 mod stats;
 mod wasm_filter;
 
-pub use ads::{ads_bootstrap, NodeResources, SplitError, XDS_CLUSTER};
+pub use ads::{
+    ads_bootstrap, NodeResources, RemoteWasm, SplitError, WASM_CLUSTER, WASM_HTTP_PATH, XDS_CLUSTER,
+};
 pub use bootstrap::{bootstrap, node_id, BootstrapOptions};
