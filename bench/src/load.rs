@@ -48,6 +48,15 @@ pub struct Target {
     pub expect_status: u16,
 }
 
+/// Exactly `n` requests, one after another on one keep-alive connection.
+pub async fn count(target: &Target, n: u64) -> anyhow::Result<LoadResult> {
+    let start = Instant::now();
+    let far = start + Duration::from_secs(24 * 3600);
+    let mut r = connection(target.clone(), far, None, Some(n)).await?;
+    r.elapsed = start.elapsed();
+    Ok(r)
+}
+
 /// Runs `connections` connections for `duration`. `rate`: total requests per second, spread
 /// over the connections (`None`: each sends its next request as soon as the last is answered).
 pub async fn run(
@@ -62,7 +71,7 @@ pub async fn run(
     for _ in 0..connections {
         let target = target.clone();
         let gap = rate.map(|r| Duration::from_secs_f64(connections as f64 / r.max(1.0)));
-        tasks.spawn(async move { connection(target, deadline, gap).await });
+        tasks.spawn(async move { connection(target, deadline, gap, None).await });
     }
     let mut total = LoadResult::default();
     while let Some(r) = tasks.join_next().await {
@@ -79,6 +88,7 @@ async fn connection(
     target: Target,
     deadline: Instant,
     gap: Option<Duration>,
+    max_requests: Option<u64>,
 ) -> anyhow::Result<LoadResult> {
     let stream = TcpStream::connect(target.addr)
         .await
@@ -88,7 +98,7 @@ async fn connection(
     tokio::spawn(conn);
     let mut result = LoadResult::default();
     let mut next = Instant::now();
-    while Instant::now() < deadline {
+    while Instant::now() < deadline && max_requests.is_none_or(|m| result.requests < m) {
         if let Some(gap) = gap {
             tokio::time::sleep_until(tokio::time::Instant::from_std(next)).await;
             next += gap;

@@ -5,6 +5,7 @@
 
 mod ads_scale;
 mod generate_time;
+mod instructions;
 mod load;
 mod pair;
 mod report;
@@ -48,6 +49,13 @@ struct Args {
     /// Only the control plane figures (`meshkit serve` with `--ads-nodes` sidecars).
     #[arg(long)]
     ads_only: bool,
+    /// Requests counted per variant under callgrind (instructions per request, exact where
+    /// CPU time is noisy); 0 skips it. Needs valgrind.
+    #[arg(long, default_value_t = 200)]
+    instructions: u64,
+    /// Only the instruction counts.
+    #[arg(long)]
+    instructions_only: bool,
     /// A quick run that only proves the benchmark works (CI).
     #[arg(long)]
     short: bool,
@@ -99,6 +107,7 @@ async fn main() -> anyhow::Result<()> {
         args.rate = 200.0;
         args.services = 100;
         args.ads_nodes = 50;
+        args.instructions = 20;
     }
     let meshkit = meshkit_cli::locate::wasm()?;
     if args.ads_only {
@@ -141,6 +150,9 @@ async fn main() -> anyhow::Result<()> {
         variants.retain(|v| args.only.contains(&v.name));
         anyhow::ensure!(!variants.is_empty(), "--only matches no variant");
     }
+    if args.instructions_only {
+        return instruction_counts(&envoy, &variants, &args).await;
+    }
     println!(
         "meshkit bench: 2 sidecars on a 2-hop path (load → a outbound → b inbound → app), \
          {} keep-alive connections; per variant and round, interleaved: {}s at {} req/s (CPU = \
@@ -168,6 +180,7 @@ async fn main() -> anyhow::Result<()> {
     }
     report::memory(&variants, &all_figures);
     report::goals(&variants, &all_figures);
+    instruction_counts(&envoy, &variants, &args).await?;
 
     let wasm_size = std::fs::metadata(&meshkit)?.len();
     println!(
@@ -181,6 +194,36 @@ async fn main() -> anyhow::Result<()> {
         generate.as_secs_f64() * 1000.0
     );
     control_plane(&args, &meshkit).await
+}
+
+/// Every variant's instructions per request under callgrind, and the ratios.
+async fn instruction_counts(
+    envoy: &std::path::Path,
+    variants: &[Variant],
+    args: &Args,
+) -> anyhow::Result<()> {
+    if args.instructions == 0 {
+        return Ok(());
+    }
+    if !instructions::available() {
+        println!("\ninstructions per request: skipped (no valgrind)");
+        return Ok(());
+    }
+    // --short proves the path works: one variant (Envoy starts slowly under valgrind).
+    let chosen: Vec<&Variant> = variants
+        .iter()
+        .filter(|v| !args.short || v.name == "meshkit")
+        .collect();
+    let mut counts = Vec::new();
+    for v in &chosen {
+        let dir = args
+            .run_dir
+            .join(format!("callgrind-{}", v.name.replace([' ', ','], "_")));
+        let n = instructions::measure(envoy, v, args.instructions, !args.no_retries, &dir).await?;
+        counts.push(n);
+    }
+    report::instructions(&chosen, &counts, args.instructions);
+    Ok(())
 }
 
 /// `meshkit serve` with `args.ads_nodes` simulated sidecars.
@@ -218,20 +261,16 @@ async fn measure(
     dir: &std::path::Path,
     args: &Args,
 ) -> anyhow::Result<(f64, f64, f64, f64, f64, u64)> {
-    let pair = Pair::start(envoy, &variant.filter, concurrency, !args.no_retries, dir).await?;
-    let mut headers = vec![("x-request-id".to_string(), "bench".to_string())];
-    let expect_status = if variant.error_path {
-        headers.push(("x-demo".into(), "b.status=503;b.code=CM503002".into()));
-        503
-    } else {
-        200
-    };
-    let target = Target {
-        addr: pair.entry,
-        path: "/".into(),
-        headers,
-        expect_status,
-    };
+    let pair = Pair::start(
+        envoy,
+        &variant.filter,
+        concurrency,
+        !args.no_retries,
+        dir,
+        &[],
+    )
+    .await?;
+    let target = target(&pair, variant);
     // Warm up: connections, VM instances, JIT.
     load::run(&target, args.connections, Duration::from_millis(500), None).await?;
     let before = pair.usage()?;
@@ -261,4 +300,21 @@ async fn measure(
         rss,
         closed.errors + fixed.errors,
     ))
+}
+
+/// The load's requests for `variant` (its error path asks `b`'s app for a 503 with a code).
+pub fn target(pair: &Pair, variant: &Variant) -> Target {
+    let mut headers = vec![("x-request-id".to_string(), "bench".to_string())];
+    let expect_status = if variant.error_path {
+        headers.push(("x-demo".into(), "b.status=503;b.code=CM503002".into()));
+        503
+    } else {
+        200
+    };
+    Target {
+        addr: pair.entry,
+        path: "/".into(),
+        headers,
+        expect_status,
+    }
 }

@@ -59,12 +59,14 @@ pub struct Usage {
 }
 
 impl Pair {
+    /// `wrapper`: a command that runs each Envoy (e.g. valgrind), or nothing.
     pub async fn start(
         envoy: &Path,
         filter: &Filter,
         concurrency: u32,
         retries: bool,
         run_dir: &Path,
+        wrapper: &[String],
     ) -> anyhow::Result<Pair> {
         let ports = free_ports(8)?;
         let mesh = mesh(&ports, retries)?;
@@ -103,9 +105,11 @@ impl Pair {
                 log_path: run_dir.join(format!("{}.envoy.log", service.name)),
                 discard_access_log: true,
                 drain_time: meshkit_cli::local_mesh::DRAIN_TIME,
+                wrapper: wrapper.to_vec(),
             };
             let mut e = EnvoyProcess::spawn(&service.name, admin, &cmd, access_log.clone())?;
-            e.wait_ready(Duration::from_secs(60))
+            // Under valgrind Envoy takes ~15 s to start.
+            e.wait_ready(Duration::from_secs(180))
                 .await
                 .with_context(|| format!("sidecar {}", service.name))?;
             envoys.push(e);
@@ -115,6 +119,14 @@ impl Pair {
             _app: app,
             entry: SocketAddr::from(([127, 0, 0, 1], ports[2])),
         })
+    }
+
+    /// Both sidecars' process ids.
+    pub fn pids(&self) -> anyhow::Result<Vec<u32>> {
+        self.envoys
+            .iter()
+            .map(|e| e.pid().context("Envoy exited"))
+            .collect()
     }
 
     /// Both sidecars' CPU time so far and their current RSS.

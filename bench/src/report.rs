@@ -235,3 +235,57 @@ pub fn goals(variants: &[Variant], runs: &[(u32, Vec<Figures>)]) {
         );
     }
 }
+
+/// The instruction counts: per variant, and against bare Envoy and the no-op filter on the
+/// same path, with the issue's CPU goals applied to them.
+pub fn instructions(variants: &[&Variant], counts: &[f64], n: u64) {
+    let find = |name: &str| {
+        variants
+            .iter()
+            .position(|v| v.name == name)
+            .map(|i| counts[i])
+    };
+    println!(
+        "\nInstructions per request (callgrind, both sidecars, 1 worker each, {n} requests on \
+         one keep-alive connection; exact for this build and config, whatever the machine does):"
+    );
+    println!("| variant | instructions/request | vs bare | vs no-op |\n|---|---|---|---|");
+    for (v, &count) in variants.iter().zip(counts) {
+        let (bare, noop) = match v.error_path {
+            true => (find(BARE_503), find(NOOP_503)),
+            false => (find(BARE), find(NOOP)),
+        };
+        let ratio = |base: Option<f64>| match base {
+            Some(b) if b > 0.0 => format!("{:.3}×", count / b),
+            _ => String::new(),
+        };
+        println!(
+            "| {} | {:.0} | {} | {} |",
+            v.name,
+            count,
+            ratio(bare),
+            ratio(noop)
+        );
+    }
+    let goal = |text: &str, a: &str, b: &str, limit: f64| {
+        if let (Some(a), Some(b)) = (find(a), find(b)) {
+            let r = a / b;
+            let verdict = if r <= limit { "met" } else { "missed" };
+            println!("{text}: {r:.3} ({verdict})");
+        }
+    };
+    println!("Goals applied to instructions:");
+    goal("- success path ≤ 1.10× bare", MESHKIT, BARE, 1.10);
+    goal(
+        "- success path ≤ 1.05× the no-op filter",
+        MESHKIT,
+        NOOP,
+        1.05,
+    );
+    goal(
+        "- error path ≤ 1.25× bare on the same 503s",
+        MESHKIT_503,
+        BARE_503,
+        1.25,
+    );
+}

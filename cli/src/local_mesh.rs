@@ -277,6 +277,7 @@ impl LocalMesh {
             log_path: self.options.run_dir.join(format!("{name}.envoy.log")),
             discard_access_log: false,
             drain_time: drain::drain_time(&self.mesh),
+            wrapper: Vec::new(),
         };
         let envoy =
             EnvoyProcess::spawn(name, admin_addr(&instance), &cmd, self.access_log.clone())?;

@@ -32,6 +32,9 @@ pub struct EnvoyCommand {
     pub discard_access_log: bool,
     /// Envoy's drain time: how long a draining listener keeps its connections.
     pub drain_time: Duration,
+    /// A command that runs Envoy (e.g. `valgrind --tool=callgrind`, for the benchmark's
+    /// instruction counts); empty: Envoy itself.
+    pub wrapper: Vec<String>,
 }
 
 pub struct EnvoyProcess {
@@ -51,7 +54,14 @@ impl EnvoyProcess {
     ) -> anyhow::Result<EnvoyProcess> {
         let stderr = std::fs::File::create(&cmd.log_path)
             .with_context(|| format!("create {}", cmd.log_path.display()))?;
-        let mut command = Command::new(&cmd.binary);
+        let mut command = match cmd.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(&cmd.binary);
+                c
+            }
+            None => Command::new(&cmd.binary),
+        };
         command
             .arg("-c")
             .arg(&cmd.config)

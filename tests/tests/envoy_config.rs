@@ -208,6 +208,7 @@ async fn a_bad_plugin_configuration_stops_the_plugin_with_the_field_named() {
             log_path: dir.join("envoy.log"),
             discard_access_log: false,
             drain_time: meshkit_cli::local_mesh::DRAIN_TIME,
+            wrapper: Vec::new(),
         };
         let mut envoy =
             EnvoyProcess::spawn("users", admin, &cmd, Arc::new(AccessLog::new(false))).unwrap();
