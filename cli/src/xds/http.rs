@@ -47,6 +47,8 @@ impl Module {
 pub async fn serve(listener: TcpListener, module: Module, status: Arc<StatusBoard>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
+            // Out of file descriptors, say: let some close rather than spin.
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             continue;
         };
         let (module, status) = (module.clone(), status.clone());

@@ -135,8 +135,8 @@ impl Stream {
         self.types.entry(t).or_default()
     }
 
-    /// The first type, in make-before-break order, that has something new to send, if no
-    /// earlier type still waits for Envoy's answer.
+    /// The first type, in make-before-break order, that has something new to send, unless an
+    /// earlier type still waits for Envoy's answer (and is not one Envoy needs it to answer).
     fn next(&mut self, snap: &NodeSnapshot) -> Vec<DiscoveryResponse> {
         let mut waiting: Option<ResourceType> = None;
         for t in ResourceType::ORDER {
