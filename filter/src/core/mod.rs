@@ -11,6 +11,7 @@ pub mod config;
 pub mod error_code;
 pub mod extract;
 pub mod grpc_status;
+pub mod header_pairs;
 pub mod headers;
 pub mod host;
 pub mod local_reply;

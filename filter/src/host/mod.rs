@@ -66,7 +66,7 @@ impl RootContext for MeshkitRoot {
         );
         metrics::raise_cap(config.errors.max_metric_codes as usize);
         let plugin = Plugin::new(config);
-        let calls = Hostcalls;
+        let calls = Hostcalls::default();
         if let Err(e) = plugin.create_shared_keys(&calls, calls::now_ms()) {
             log::warn!("meshkit: cannot create shared data keys: {e:?}");
         }
@@ -81,7 +81,7 @@ impl RootContext for MeshkitRoot {
 
     fn on_tick(&mut self) {
         if let Some(plugin) = &self.plugin {
-            plugin.tick(&Hostcalls, calls::now_ms());
+            plugin.tick(&Hostcalls::default(), calls::now_ms());
         }
     }
 
@@ -94,7 +94,7 @@ impl RootContext for MeshkitRoot {
         Some(Box::new(MeshkitHttp {
             plugin,
             stream: Stream::new(),
-            calls: Hostcalls,
+            calls: Hostcalls::default(),
         }))
     }
 
@@ -127,6 +127,7 @@ impl Context for MeshkitHttp {}
 
 impl HttpContext for MeshkitHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        self.calls.new_callback();
         #[cfg(feature = "test-panic")]
         test_panic();
         action(
@@ -136,6 +137,7 @@ impl HttpContext for MeshkitHttp {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        self.calls.new_callback();
         action(
             self.stream
                 .on_response_headers(&self.plugin, &mut self.calls, end_of_stream),
@@ -143,6 +145,7 @@ impl HttpContext for MeshkitHttp {
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        self.calls.new_callback();
         action(self.stream.on_response_body(
             &self.plugin,
             &mut self.calls,
@@ -152,6 +155,7 @@ impl HttpContext for MeshkitHttp {
     }
 
     fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+        self.calls.new_callback();
         action(
             self.stream
                 .on_response_trailers(&self.plugin, &mut self.calls),
@@ -159,6 +163,7 @@ impl HttpContext for MeshkitHttp {
     }
 
     fn on_log(&mut self) {
+        self.calls.new_callback();
         self.stream.on_log(&self.plugin, &mut self.calls);
     }
 }
