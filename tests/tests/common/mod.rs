@@ -60,7 +60,6 @@ pub async fn start_with(mesh: Mesh, name: &str, external: &[&str], concurrency: 
 pub async fn start_ads(mesh: Mesh, name: &str) -> LocalMesh {
     let options = LocalMeshOptions {
         ads: true,
-        report_progress: std::env::var_os("DEBUG_ADS").is_some(),
         ..options(name, &[], 1)
     };
     LocalMesh::start(mesh, &options)
