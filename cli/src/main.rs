@@ -35,11 +35,19 @@ enum Command {
     /// Write one Envoy bootstrap per service sidecar into DIR (nothing if the spec is invalid).
     /// DIR is meshkit's: files it wrote before and no longer generates are removed, and a file
     /// it did not write (or the spec itself) is never overwritten.
+    #[command(group(clap::ArgGroup::new("outputs").required(true).multiple(true).args(["out", "dashboards"])))]
     Generate {
         spec: PathBuf,
-        /// Output directory (created if missing).
+        /// Output directory for the sidecars' bootstraps (created if missing).
         #[arg(short, long)]
-        out: PathBuf,
+        out: Option<PathBuf>,
+        /// Output directory for the mesh's Grafana dashboard and provisioning files, the
+        /// Prometheus scrape configuration for every sidecar and the alert rules.
+        #[arg(long, value_name = "DIR")]
+        dashboards: Option<PathBuf>,
+        /// Where the generated Grafana datasource reaches Prometheus.
+        #[arg(long, default_value = "http://localhost:9090", requires = "dashboards")]
+        prometheus_url: String,
         /// Path to meshkit_filter.wasm as Envoy will open it (relative to Envoy's working
         /// directory, or absolute).
         #[arg(long, default_value = locate::WASM_RELATIVE)]
@@ -158,6 +166,8 @@ async fn run(command: Command) -> Result<(), Failure> {
         Command::Generate {
             spec,
             out,
+            dashboards,
+            prometheus_url,
             wasm,
             format,
             ads,
@@ -166,7 +176,15 @@ async fn run(command: Command) -> Result<(), Failure> {
                 Format::Json => OutputFormat::Json,
                 Format::Yaml => OutputFormat::Yaml,
             };
-            commands::generate::run(&spec, &out, wasm, format, ads)
+            commands::generate::run(commands::generate::GenerateArgs {
+                spec,
+                out,
+                dashboards,
+                prometheus_url,
+                wasm,
+                format,
+                ads,
+            })
         }
         Command::Serve {
             spec,

@@ -9,6 +9,7 @@ pub mod envoy;
 pub mod generate;
 pub mod load;
 pub mod model;
+pub mod observability;
 pub mod output;
 pub mod problems;
 pub mod render;

@@ -1,38 +1,61 @@
 //! `meshkit generate SPEC -o DIR`: one bootstrap per sidecar, into a directory meshkit owns
-//! (see `meshkit_sdk::output`).
+//! (see `meshkit_sdk::output`); `--dashboards DIR`: the mesh's dashboard, scrape configuration
+//! and alert rules.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::PathBuf;
 
-use meshkit_sdk::{generate, generate_ads, write_owned, OutputFormat, RenderOptions};
+use meshkit_sdk::observability::{generate_observability, ObservabilityOptions};
+use meshkit_sdk::{
+    generate, generate_ads, write_owned, GeneratedFile, OutputFormat, RenderOptions,
+};
 
 use super::{load, Exit, Failure, OrExit};
 
-/// `ads`: the address of `meshkit serve`, for bootstraps that get everything else from it.
-pub fn run(
-    spec: &Path,
-    out: &Path,
-    wasm: String,
-    format: OutputFormat,
-    ads: Option<SocketAddr>,
-) -> Result<(), Failure> {
-    let mesh = load(spec)?;
-    let options = RenderOptions {
-        wasm_path: wasm,
-        format,
-        bare: false,
-    };
-    let files = match ads {
-        Some(server) => generate_ads(&mesh, &options, server),
-        None => generate(&mesh, &options),
+pub struct GenerateArgs {
+    pub spec: PathBuf,
+    pub out: Option<PathBuf>,
+    pub dashboards: Option<PathBuf>,
+    pub prometheus_url: String,
+    pub wasm: String,
+    pub format: OutputFormat,
+    /// The address of `meshkit serve`, for bootstraps that get everything else from it.
+    pub ads: Option<SocketAddr>,
+}
+
+pub fn run(args: GenerateArgs) -> Result<(), Failure> {
+    let mesh = load(&args.spec)?;
+    // Everything is rendered before anything is written.
+    let mut outputs: Vec<(PathBuf, Vec<GeneratedFile>)> = Vec::new();
+    if let Some(out) = args.out {
+        let options = RenderOptions {
+            wasm_path: args.wasm,
+            format: args.format,
+            bare: false,
+        };
+        let files = match args.ads {
+            Some(server) => generate_ads(&mesh, &options, server),
+            None => generate(&mesh, &options),
+        }
+        .exit(Exit::Invalid)?;
+        outputs.push((out, files));
     }
-    .exit(Exit::Invalid)?;
-    let written = write_owned(out, &files, &[spec]).exit(Exit::Output)?;
-    for path in &written.written {
-        println!("{}", path.display());
+    if let Some(dir) = args.dashboards {
+        let options = ObservabilityOptions {
+            prometheus_url: args.prometheus_url,
+            ..ObservabilityOptions::default()
+        };
+        let files = generate_observability(&mesh, &options).exit(Exit::Invalid)?;
+        outputs.push((dir, files));
     }
-    for path in &written.removed {
-        eprintln!("removed {} (no longer generated)", path.display());
+    for (dir, files) in outputs {
+        let written = write_owned(&dir, &files, &[&args.spec]).exit(Exit::Output)?;
+        for path in &written.written {
+            println!("{}", path.display());
+        }
+        for path in &written.removed {
+            eprintln!("removed {} (no longer generated)", path.display());
+        }
     }
     Ok(())
 }
