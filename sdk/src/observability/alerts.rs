@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use super::metrics as m;
 use super::prometheus::{AlertRule, RuleFile, RuleGroup};
-use super::promql::{any_of, eq, increase, max_by, rate, re, selector, sum_by};
+use super::promql::{any_of, eq, max_by, rate, re, selector, sum_by};
 use crate::model::Mesh;
 
 /// Thresholds and durations of the rules. The defaults suit production; tests shorten the
@@ -71,18 +71,19 @@ pub fn rules(mesh: &Mesh, options: &AlertOptions) -> RuleFile {
             &rate(&selector(m::RETRY_DENIED, &[]), "1m")
         )
     );
-    // Every hop on the path counts the same error; the origin's own count is the largest.
+    // A code's series starts when its first error is counted, so `increase` (which needs two
+    // samples) would miss a burst of a new code: a series younger than the window counts
+    // whole. Every hop on the path counts the same error; the origin's own count is the
+    // largest.
+    let unknown_errors = selector(
+        m::ERRORS,
+        &[eq("direction", "inbound"), eq("classification", "unknown")],
+    );
     let unknown = format!(
         "{} > {}",
         max_by(
             &["origin", "code"],
-            &increase(
-                &selector(
-                    m::ERRORS,
-                    &[eq("direction", "inbound"), eq("classification", "unknown")]
-                ),
-                w
-            )
+            &format!("{unknown_errors} - {unknown_errors} offset {w} or {unknown_errors}")
         ),
         options.unknown_codes
     );

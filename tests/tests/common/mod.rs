@@ -3,6 +3,7 @@
 #![allow(dead_code, unused_imports)] // each test binary uses a different part of the harness
 
 pub mod load;
+pub mod prometheus;
 pub mod upstream;
 
 use std::path::PathBuf;
