@@ -16,6 +16,19 @@ if [ "$(.tools/bin/wasm-bindgen-test-runner --version 2>/dev/null | awk '{print 
   cargo install --quiet wasm-bindgen-cli --version "$WBG_VERSION" --root .tools
 fi
 
+# Debian packages some tests drive for real: Prometheus and promtool (the generated dashboards
+# and alert rules), tmux (a terminal for `meshkit top`).
+missing=()
+[ -x /usr/bin/prometheus ] && [ -x /usr/bin/promtool ] || missing+=(prometheus)
+command -v tmux >/dev/null || missing+=(tmux)
+if [ ${#missing[@]} -gt 0 ]; then
+  say "Debian packages: ${missing[*]}"
+  sudo=(); [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo[@]}" apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null \
+    || { "${sudo[@]}" apt-get update >/dev/null && "${sudo[@]}" apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null; }
+fi
+
 say "cargo fmt --check"
 cargo fmt --all -- --check
 say "cargo clippy (native, and the filter for wasm32-wasip1)"

@@ -11,4 +11,5 @@ pub mod local_mesh;
 pub mod locate;
 pub mod process;
 pub mod spec_watch;
+pub mod top;
 pub mod xds;

@@ -109,6 +109,21 @@ enum Command {
         #[arg(long = "static")]
         static_config: bool,
     },
+    /// A live view of the running mesh from its sidecars' admin endpoints: per service and
+    /// upstream edge, request rate, success, p99, retries and retry budget; the top error codes
+    /// with their origin. Refreshes in place on a terminal; plain lines otherwise.
+    Top {
+        spec: PathBuf,
+        /// How often to refresh (e.g. `2s`).
+        #[arg(long, default_value = "2s")]
+        interval: String,
+        /// Rates, percentiles and error counts cover this much of the recent past.
+        #[arg(long, default_value = "30s")]
+        window: String,
+        /// Stop after this many refreshes (default: until Ctrl-C).
+        #[arg(long)]
+        count: Option<u64>,
+    },
     /// Explain an error code: a built-in mesh code (no spec needed), or an entry of the
     /// catalog. Without a code, list every code. Exits 1 for a code that is neither.
     Explain {
@@ -201,6 +216,31 @@ async fn run(command: Command) -> Result<(), Failure> {
             .await
         }
         Command::Check { spec } => commands::check::run(&spec).await,
+        Command::Top {
+            spec,
+            interval,
+            window,
+            count,
+        } => {
+            let parse = |flag: &str, value: &str| {
+                meshkit_sdk::duration::parse_duration(value)
+                    .ok()
+                    .filter(|d| !d.is_zero())
+                    .ok_or_else(|| {
+                        Failure::new(
+                            Exit::Usage,
+                            format!("{flag}: expected a duration such as 2s, got {value:?}"),
+                        )
+                    })
+            };
+            commands::top::run(commands::top::TopArgs {
+                spec: &spec,
+                interval: parse("--interval", &interval)?,
+                window: parse("--window", &window)?,
+                count,
+            })
+            .await
+        }
         Command::Explain { code, spec } => commands::explain::run(code.as_deref(), spec.as_deref()),
         Command::Up {
             spec,

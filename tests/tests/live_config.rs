@@ -372,14 +372,7 @@ async fn the_filter_module_comes_from_the_server_and_a_wrong_sha256_is_refused()
     let server = cp.server().unwrap();
     let mut wrong = cp.module.remote.clone();
     wrong.sha256 = "0".repeat(64);
-    let render = meshkit_sdk::RenderOptions {
-        wasm_path: std::path::absolute(common::wasm())
-            .unwrap()
-            .display()
-            .to_string(),
-        format: meshkit_sdk::OutputFormat::Json,
-        bare: false,
-    };
+    let render = common::render_options(meshkit_sdk::OutputFormat::Json);
     server.update(Snapshot::build(&mesh.mesh, &render, Some(&wrong)).unwrap());
     let refused = until_seen(
         "requests refused by a filter that failed to load",

@@ -231,3 +231,126 @@ async fn prometheus_runs_every_panel_and_alert_on_the_example_mesh() {
     assert_eq!(healthy[0].value, 0.0);
     local.shutdown().await;
 }
+
+/// The metric names (as `/stats/prometheus` prints them) a sidecar with `regexps` added to
+/// Istio's default stats inclusion list exposes: recipes' sidecar, after one request through
+/// its inbound listener to an app and one through its outbound listener to users, which does
+/// not run (that one fails, so the filter counts an error).
+async fn names_kept_on_istio(regexps: &[String], name: &str) -> std::collections::BTreeSet<String> {
+    use meshkit_cli::access_log::AccessLog;
+    use meshkit_cli::process::{EnvoyCommand, EnvoyProcess};
+    use meshkit_sdk::observability::istio;
+    use meshkit_sdk::{render::bootstrap_json, sidecars};
+
+    let mesh = common::example_mesh();
+    let options = common::render_options(meshkit_sdk::OutputFormat::Json);
+    let mut sidecar = sidecars(&mesh, &options)
+        .into_iter()
+        .find(|s| s.name == "recipes")
+        .expect("recipes");
+    let stats = sidecar
+        .bootstrap
+        .stats_config
+        .get_or_insert_with(Default::default);
+    stats.stats_matcher = Some(istio::stats_matcher(regexps));
+    let dir = common::scratch_dir(name);
+    let config = dir.join("recipes.json");
+    std::fs::write(&config, bootstrap_json(&sidecar.bootstrap).unwrap()).unwrap();
+    let recipes = mesh.service("recipes").unwrap();
+    let admin = std::net::SocketAddr::from(([127, 0, 0, 1], recipes.sidecar.admin_port));
+    common::upstream::start_http(recipes.app.port, |_| common::upstream::Behaviour {
+        latency: Duration::ZERO,
+        fail: false,
+    })
+    .await;
+    let command = EnvoyCommand {
+        binary: common::envoy(),
+        config,
+        base_id: u32::from(meshkit_tests::free_ports(1)[0]),
+        concurrency: 1,
+        log_path: dir.join("envoy.log"),
+        discard_access_log: true,
+        drain_time: Duration::from_secs(1),
+        wrapper: Vec::new(),
+    };
+    let mut envoy = EnvoyProcess::spawn(
+        "recipes",
+        admin,
+        &command,
+        std::sync::Arc::new(AccessLog::new(false)),
+    )
+    .expect("start Envoy");
+    envoy
+        .wait_ready(Duration::from_secs(60))
+        .await
+        .expect("Envoy ready");
+    let port = |p| std::net::SocketAddr::from(([127, 0, 0, 1], p));
+    assert_eq!(
+        common::send_demo(port(recipes.sidecar.inbound_port), "istio-1", None).await,
+        200
+    );
+    let outbound = meshkit_cli::http_client::send(
+        port(recipes.sidecar.outbound_port),
+        hyper::Method::GET,
+        "/users",
+        &[],
+        Duration::from_secs(30),
+    )
+    .await
+    .expect("outbound");
+    assert_eq!(outbound.status, 503);
+    let text = meshkit_cli::http_client::get(admin, "/stats/prometheus")
+        .await
+        .expect("admin")
+        .text();
+    envoy.stop(Duration::from_secs(5)).await;
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .map(String::from)
+        .collect()
+}
+
+/// Istio keeps meshkit's own metrics by default (Envoy files them under `wasmcustom.`, which
+/// Istio's `wasm` prefix covers) but drops Envoy's cluster and listener stats; the generated
+/// `proxyStatsMatcher` regexes keep every Envoy metric the dashboard reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn istio_keeps_meshkit_metrics_and_the_generated_matcher_keeps_envoys() {
+    use meshkit_sdk::observability::{istio, metrics as m};
+
+    let default = names_kept_on_istio(&[], "istio-default").await;
+    assert!(default.contains(m::ERRORS), "{default:?}");
+    for dropped in [
+        m::CLUSTER_RQ,
+        m::CLUSTER_RETRY_LIMIT_EXCEEDED,
+        m::DOWNSTREAM_RQ,
+    ] {
+        assert!(
+            !default.contains(dropped),
+            "{dropped} kept by Istio's defaults"
+        );
+    }
+
+    let with_ours = names_kept_on_istio(&istio::inclusion_regexps(), "istio-meshkit").await;
+    let envoy_metrics = [
+        m::DOWNSTREAM_RQ,
+        m::DOWNSTREAM_RQ_XX,
+        m::DOWNSTREAM_RQ_TIME,
+        m::CLUSTER_RQ,
+        m::CLUSTER_RQ_XX,
+        m::CLUSTER_RQ_TIME,
+        m::CLUSTER_RETRY_OVERFLOW,
+        m::CLUSTER_RETRY_LIMIT_EXCEEDED,
+        m::CLUSTER_PENDING_OVERFLOW,
+        m::CLUSTER_CX_OVERFLOW,
+        m::CLUSTER_EJECTIONS,
+        m::CLUSTER_HEALTHY,
+        m::CLUSTER_MEMBERS,
+    ];
+    let missing: Vec<_> = envoy_metrics
+        .iter()
+        .filter(|name| !with_ours.contains(**name))
+        .collect();
+    assert!(missing.is_empty(), "not kept: {missing:?}");
+    assert!(with_ours.contains(m::ERRORS));
+}

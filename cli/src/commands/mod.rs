@@ -5,6 +5,7 @@ pub mod demo_app;
 pub mod explain;
 pub mod generate;
 pub mod serve;
+pub mod top;
 pub mod up;
 pub mod validate;
 

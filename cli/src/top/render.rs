@@ -9,7 +9,10 @@ pub const TOP_ERRORS: usize = 8;
 
 /// `s` in `width` columns, left-aligned; cut with `~` when longer.
 fn cell(s: &str, width: usize) -> String {
-    let s: String = s.chars().map(|c| if c.is_ascii() { c } else { '?' }).collect();
+    let s: String = s
+        .chars()
+        .map(|c| if c.is_ascii() { c } else { '?' })
+        .collect();
     if s.len() > width {
         format!("{}~", &s[..width.saturating_sub(1)])
     } else {
@@ -137,9 +140,15 @@ mod tests {
         };
         let lines = lines(&view, "22:41:05");
         for l in &lines {
-            assert!(l.len() <= WIDTH && l.is_ascii(), "{} columns: {l:?}", l.len());
+            assert!(
+                l.len() <= WIDTH && l.is_ascii(),
+                "{} columns: {l:?}",
+                l.len()
+            );
         }
         assert!(lines[0].ends_with("22:41:05"));
-        assert!(lines.iter().any(|l| l.contains("99.5%") && l.contains("1234ms")));
+        assert!(lines
+            .iter()
+            .any(|l| l.contains("99.5%") && l.contains("1234ms")));
     }
 }

@@ -151,12 +151,18 @@ envoy_cluster_upstream_rq_time_count{envoy_cluster_name="users"} 100
     fn reads_counters_gauges_and_buckets() {
         let s = InstanceStats::parse(ENVOY).unwrap();
         assert_eq!(
-            s.sum("envoy_cluster_upstream_rq_total", &[("envoy_cluster_name", "users")]),
+            s.sum(
+                "envoy_cluster_upstream_rq_total",
+                &[("envoy_cluster_name", "users")]
+            ),
             80.0
         );
         assert_eq!(s.sum("envoy_cluster_upstream_rq_total", &[]), 150.0);
         assert_eq!(s.min("meshkit_retry_budget_remaining", &[]), Some(7.0));
-        let b = s.buckets("envoy_cluster_upstream_rq_time", &[("envoy_cluster_name", "users")]);
+        let b = s.buckets(
+            "envoy_cluster_upstream_rq_time",
+            &[("envoy_cluster_name", "users")],
+        );
         assert_eq!(b, vec![(1.0, 10.0), (5.0, 90.0), (f64::INFINITY, 100.0)]);
     }
 
@@ -164,7 +170,11 @@ envoy_cluster_upstream_rq_time_count{envoy_cluster_name="users"} 100
     fn quantiles_interpolate_like_prometheus() {
         let b = [(1.0, 10.0), (5.0, 90.0), (f64::INFINITY, 100.0)];
         assert_eq!(quantile(0.5, &b), Some(3.0));
-        assert_eq!(quantile(0.99, &b), Some(5.0), "the open bucket reports its lower bound");
+        assert_eq!(
+            quantile(0.99, &b),
+            Some(5.0),
+            "the open bucket reports its lower bound"
+        );
         assert_eq!(quantile(0.99, &[(1.0, 0.0), (f64::INFINITY, 0.0)]), None);
         assert_eq!(quantile(0.5, &[]), None);
     }

@@ -28,7 +28,11 @@ impl Topology {
             edges: mesh
                 .services
                 .iter()
-                .flat_map(|s| s.upstreams.iter().map(|u| (s.name.clone(), u.service.clone())))
+                .flat_map(|s| {
+                    s.upstreams
+                        .iter()
+                        .map(|u| (s.name.clone(), u.service.clone()))
+                })
                 .collect(),
         }
     }
@@ -176,7 +180,13 @@ pub fn view(topology: &Topology, old: &Scrape, new: &Scrape) -> View {
                 service: service.clone(),
                 rps: total / window_s,
                 success: success(total - failed, total),
-                p99_ms: p99(old, new, instances, histogram(m::DOWNSTREAM_RQ_TIME), &inbound),
+                p99_ms: p99(
+                    old,
+                    new,
+                    instances,
+                    histogram(m::DOWNSTREAM_RQ_TIME),
+                    &inbound,
+                ),
             }
         })
         .collect();
@@ -195,7 +205,10 @@ pub fn view(topology: &Topology, old: &Scrape, new: &Scrape) -> View {
                 &[cluster[0], ("envoy_response_code_class", "5")],
             );
             let retries = counter_growth(old, new, instances, CLUSTER_RETRIES, &cluster);
-            let budget_labels = [("service", service.as_str()), ("upstream", upstream.as_str())];
+            let budget_labels = [
+                ("service", service.as_str()),
+                ("upstream", upstream.as_str()),
+            ];
             EdgeRow {
                 service: service.clone(),
                 upstream: upstream.clone(),
@@ -205,7 +218,11 @@ pub fn view(topology: &Topology, old: &Scrape, new: &Scrape) -> View {
                 retries_per_s: retries / window_s,
                 budget: instances
                     .iter()
-                    .filter_map(|i| new.instances.get(i)?.min(m::RETRY_BUDGET_REMAINING, &budget_labels))
+                    .filter_map(|i| {
+                        new.instances
+                            .get(i)?
+                            .min(m::RETRY_BUDGET_REMAINING, &budget_labels)
+                    })
                     .reduce(f64::min),
             }
         })
@@ -226,7 +243,9 @@ const CLUSTER_RETRIES: &str = "envoy_cluster_upstream_rq_retry";
 
 /// The histogram's name as parsed (without `_bucket`).
 fn histogram(bucket_metric: &str) -> &str {
-    bucket_metric.strip_suffix("_bucket").unwrap_or(bucket_metric)
+    bucket_metric
+        .strip_suffix("_bucket")
+        .unwrap_or(bucket_metric)
 }
 
 /// Errors each service answered in the window, by code and origin. A code's series appears at
@@ -246,7 +265,9 @@ fn errors(topology: &Topology, old: &Scrape, new: &Scrape) -> Vec<ErrorRow> {
                     continue;
                 }
                 let l = |k| label(labels, k).unwrap_or("?").to_string();
-                *counts.entry((l("service"), l("code"), l("origin"))).or_default() += d;
+                *counts
+                    .entry((l("service"), l("code"), l("origin")))
+                    .or_default() += d;
             }
         }
     }
@@ -341,7 +362,10 @@ mod tests {
         let old = scrape(0.0, &[]);
         let new = scrape(
             1.0,
-            &[("a", "envoy_cluster_upstream_rq_total{envoy_cluster_name=\"b\"} 30\n")],
+            &[(
+                "a",
+                "envoy_cluster_upstream_rq_total{envoy_cluster_name=\"b\"} 30\n",
+            )],
         );
         let v = view(&topology(), &old, &new);
         assert_eq!(v.edges[0].rps, 0.0);

@@ -49,13 +49,19 @@ pub fn refuses_connections(port: u16) -> bool {
     .is_err()
 }
 
-/// Starts `meshkit` with stderr read line by line on a thread.
+/// Starts `meshkit` with stderr read line by line on a thread. Its stdout is piped and
+/// unread: a test that makes it print more than a pipe holds uses [`spawn_discarding_stdout`].
 pub fn spawn_with_stderr(cmd: &mut Command) -> (Child, mpsc::Receiver<String>) {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    spawn_reading_stderr(cmd.stdout(Stdio::piped()))
+}
+
+/// Like [`spawn_with_stderr`], with stdout (`meshkit up`'s access log) discarded.
+pub fn spawn_discarding_stdout(cmd: &mut Command) -> (Child, mpsc::Receiver<String>) {
+    spawn_reading_stderr(cmd.stdout(Stdio::null()))
+}
+
+fn spawn_reading_stderr(cmd: &mut Command) -> (Child, mpsc::Receiver<String>) {
+    let mut child = cmd.stderr(Stdio::piped()).spawn().unwrap();
     let (tx, rx) = mpsc::channel();
     let stderr = child.stderr.take().unwrap();
     std::thread::spawn(move || {

@@ -8,6 +8,7 @@
 pub mod alerts;
 pub mod dashboard;
 pub mod grafana;
+pub mod istio;
 pub mod prometheus;
 pub mod promql;
 
@@ -51,6 +52,7 @@ pub const DATASOURCE_FILE: &str = "grafana-datasource.yaml";
 pub const PROVIDER_FILE: &str = "grafana-dashboard-provider.yaml";
 pub const PROMETHEUS_FILE: &str = "prometheus.yml";
 pub const RULES_FILE: &str = "meshkit-alerts.yml";
+pub const ISTIO_FILE: &str = "istio-proxy-config.yaml";
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ObservabilityOptions {
@@ -141,6 +143,7 @@ pub fn generate_observability(
             RULES_FILE,
             yaml(RULES_FILE, &alerts::rules(mesh, &options.alerts))?,
         ),
+        file(ISTIO_FILE, yaml(ISTIO_FILE, &istio::proxy_config())?),
     ])
 }
 
@@ -240,7 +243,8 @@ mod tests {
                 DATASOURCE_FILE,
                 PROVIDER_FILE,
                 PROMETHEUS_FILE,
-                RULES_FILE
+                RULES_FILE,
+                ISTIO_FILE
             ]
         );
     }

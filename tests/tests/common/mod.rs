@@ -28,15 +28,19 @@ pub fn wasm() -> PathBuf {
     locate::wasm().expect("meshkit_filter.wasm (run scripts/setup.sh)")
 }
 
-/// `mesh` rendered as Envoy will load it here: pointing at the built filter by absolute path.
-pub fn render(mesh: &Mesh, format: OutputFormat) -> Vec<GeneratedFile> {
+/// How Envoy loads the filter here: the built `.wasm` by absolute path.
+pub fn render_options(format: OutputFormat) -> RenderOptions {
     let wasm = std::path::absolute(wasm()).expect("absolute .wasm path");
-    let options = RenderOptions {
+    RenderOptions {
         wasm_path: wasm.display().to_string(),
         format,
         bare: false,
-    };
-    generate(mesh, &options).expect("render the mesh")
+    }
+}
+
+/// `mesh` rendered as Envoy will load it here.
+pub fn render(mesh: &Mesh, format: OutputFormat) -> Vec<GeneratedFile> {
+    generate(mesh, &render_options(format)).expect("render the mesh")
 }
 
 /// Starts `mesh` with one worker per Envoy (the machine has 2 cores and runs 3 Envoys).
