@@ -48,7 +48,7 @@ impl InstanceStats {
             .iter()
             .filter(|((m, labels), _)| m == metric && matches(labels, matching))
             .map(|(_, v)| v)
-            .sum()
+            .fold(0.0, |a, b| a + b)
     }
 
     /// The smallest value of `metric`'s matching series, if any.
