@@ -92,17 +92,7 @@ pub fn plan(mesh: &Mesh) -> DemoPlan {
 
 /// The first service no other service calls: where outside traffic enters.
 pub fn entry_service(mesh: &Mesh) -> &str {
-    let called: HashSet<&str> = mesh
-        .services
-        .iter()
-        .flat_map(|s| s.upstreams.iter().map(|u| u.service.as_str()))
-        .collect();
-    mesh.services
-        .iter()
-        .find(|s| !called.contains(s.name.as_str()))
-        .or(mesh.services.first())
-        .map(|s| s.name.as_str())
-        .unwrap_or_default()
+    mesh.entry_service()
 }
 
 /// `from`, then its first upstream, then that one's first upstream, to the end of the chain.

@@ -41,14 +41,7 @@ pub struct Watcher {
 /// stay open for the longest wait of [`drain`] — callers noticing, then routing nothing for a
 /// health check round — and then some.
 pub fn drain_time(mesh: &Mesh) -> Duration {
-    let longest = mesh
-        .services
-        .iter()
-        .flat_map(|s| &s.upstreams)
-        .filter_map(|u| u.policy.health_check.as_ref())
-        .map(|c| c.interval + c.timeout)
-        .max()
-        .unwrap_or_default();
+    let longest = mesh.longest_health_check_round();
     (longest * 3 + Duration::from_secs(2)).max(crate::local_mesh::DRAIN_TIME)
 }
 

@@ -35,7 +35,7 @@ enum Command {
     /// Write one Envoy bootstrap per service sidecar into DIR (nothing if the spec is invalid).
     /// DIR is meshkit's: files it wrote before and no longer generates are removed, and a file
     /// it did not write (or the spec itself) is never overwritten.
-    #[command(group(clap::ArgGroup::new("outputs").required(true).multiple(true).args(["out", "dashboards"])))]
+    #[command(group(clap::ArgGroup::new("outputs").required(true).multiple(true).args(["out", "dashboards", "compose"])))]
     Generate {
         spec: PathBuf,
         /// Output directory for the sidecars' bootstraps (created if missing).
@@ -45,6 +45,11 @@ enum Command {
         /// Prometheus scrape configuration for every sidecar and the alert rules.
         #[arg(long, value_name = "DIR")]
         dashboards: Option<PathBuf>,
+        /// Output directory for a Compose project: per instance an app container and a
+        /// sidecar container sharing its network namespace, reaching each other by DNS name
+        /// (a spec's loopback addresses become instance names), with the bootstraps.
+        #[arg(long, value_name = "DIR")]
+        compose: Option<PathBuf>,
         /// Where the generated Grafana datasource reaches Prometheus.
         #[arg(long, default_value = "http://localhost:9090", requires = "dashboards")]
         prometheus_url: String,
@@ -138,6 +143,9 @@ enum Command {
         /// Service name (directives in `x-demo` are addressed to it).
         #[arg(long)]
         name: String,
+        /// Instance name (`users-1`: directives addressed to it apply too) [default: NAME].
+        #[arg(long)]
+        instance: Option<String>,
         #[arg(long)]
         listen: std::net::SocketAddr,
         /// Upstream call made for every request: `OUTBOUND_ADDR/PATH`, e.g.
@@ -182,6 +190,7 @@ async fn run(command: Command) -> Result<(), Failure> {
             spec,
             out,
             dashboards,
+            compose,
             prometheus_url,
             wasm,
             format,
@@ -195,6 +204,7 @@ async fn run(command: Command) -> Result<(), Failure> {
                 spec,
                 out,
                 dashboards,
+                compose,
                 prometheus_url,
                 wasm,
                 format,
@@ -270,8 +280,9 @@ async fn run(command: Command) -> Result<(), Failure> {
         }
         Command::DemoApp {
             name,
+            instance,
             listen,
             calls,
-        } => commands::demo_app::run(name, listen, &calls).await,
+        } => commands::demo_app::run(name, instance, listen, &calls).await,
     }
 }

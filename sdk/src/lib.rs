@@ -4,6 +4,7 @@
 //! Data flows one way: [`load`] (the file) → [`spec`] → [`validate`] → [`model`] (validated) →
 //! [`envoy`] (typed Envoy messages) → [`render`] (proto3 JSON / YAML files).
 
+pub mod compose;
 pub mod duration;
 pub mod envoy;
 pub mod generate;

@@ -58,6 +58,12 @@ pub enum LoadError {
 
 /// Reads, parses and validates a spec file.
 pub fn load_file(path: &Path) -> Result<Mesh, LoadError> {
+    load_file_with(path, |_| {})
+}
+
+/// Like [`load_file`], with `adjust` applied to the parsed spec before it is validated (e.g.
+/// [`crate::compose::containerize`]).
+pub fn load_file_with(path: &Path, adjust: impl FnOnce(&mut MeshSpec)) -> Result<Mesh, LoadError> {
     let io = |error| LoadError::Io {
         path: path.display().to_string(),
         error,
@@ -79,7 +85,9 @@ pub fn load_file(path: &Path) -> Result<Mesh, LoadError> {
             e.utf8_error().valid_up_to()
         ))
     })?;
-    Ok(load_str(&text, Format::of_path(path))?)
+    let mut spec = parse(&text, Format::of_path(path))?;
+    adjust(&mut spec);
+    Ok(validate(&spec)?)
 }
 
 /// Parses and validates spec text.

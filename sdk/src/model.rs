@@ -73,6 +73,8 @@ impl Service {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct App {
+    /// Container image (`--compose`); `None`: meshkit's demo app.
+    pub image: Option<String>,
     pub address: IpAddr,
     pub port: u16,
     pub protocol: Protocol,
@@ -198,5 +200,32 @@ impl Mesh {
     /// Instance `name` (a service's name means its first instance) as a service of its own.
     pub fn instance(&self, name: &str) -> Option<Service> {
         self.instances().find(|(n, _)| n == name).map(|(_, s)| s)
+    }
+
+    /// The first service no other service calls: where outside traffic enters.
+    pub fn entry_service(&self) -> &str {
+        let called: std::collections::HashSet<&str> = self
+            .services
+            .iter()
+            .flat_map(|s| s.upstreams.iter().map(|u| u.service.as_str()))
+            .collect();
+        self.services
+            .iter()
+            .find(|s| !called.contains(s.name.as_str()))
+            .or(self.services.first())
+            .map(|s| s.name.as_str())
+            .unwrap_or_default()
+    }
+
+    /// The longest health check round (interval and timeout) any caller runs; zero without
+    /// health checks. How long a drain waits for callers to notice.
+    pub fn longest_health_check_round(&self) -> std::time::Duration {
+        self.services
+            .iter()
+            .flat_map(|s| &s.upstreams)
+            .filter_map(|u| u.policy.health_check.as_ref())
+            .map(|c| c.interval + c.timeout)
+            .max()
+            .unwrap_or_default()
     }
 }

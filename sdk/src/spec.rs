@@ -74,6 +74,9 @@ pub struct AppSpec {
     /// Envoy's circuit breaker on the sidecar → app cluster.
     #[serde(default)]
     pub circuit_breaker: CircuitBreakerSpec,
+    /// The app's container image, for `meshkit generate --compose` (e.g.
+    /// `registry.example.com/users:1.4`). Default: meshkit's demo app.
+    pub image: Option<String>,
 }
 
 /// Envoy's circuit-breaker thresholds for one cluster (default priority). Unset values take

@@ -159,7 +159,22 @@ async fn prometheus_runs_every_panel_and_alert_on_the_example_mesh() {
         "Prometheus agrees with the access log"
     );
 
-    // Every panel's and rule's query returns series (the rules: they hold now).
+    // From here on the failures go on, so the rules' conditions hold however long the checks
+    // take (they look at the last minute): an unknown code and retryable failures, 20/s each.
+    let unknown_load = common::load::SteadyLoad::start(
+        entry,
+        "unknown",
+        Duration::from_millis(50),
+        &[("x-demo", "users.status=500;users.code=WEIRD1")],
+    );
+    let retryable_load = common::load::SteadyLoad::start(
+        entry,
+        "retryable",
+        Duration::from_millis(50),
+        &[("x-demo", "users.status=503;users.code=CM503001")],
+    );
+
+    // Every panel's and rule's query returns series.
     let mut empty = Vec::new();
     for q in queries(&mesh, &test_alerts()) {
         if q.source.contains(NO_HEALTHY_UPSTREAM) {
@@ -208,6 +223,9 @@ async fn prometheus_runs_every_panel_and_alert_on_the_example_mesh() {
         budget.annotations["summary"].contains("failures at users"),
         "{budget:?}"
     );
+
+    unknown_load.stop().await;
+    retryable_load.stop().await;
 
     // Every users instance fails its health check: recipes has no healthy users.
     assert!(local.stop_app("users"));

@@ -6,6 +6,7 @@ use super::{stop_signal, Exit, Failure, OrExit};
 
 pub async fn run(
     name: String,
+    instance: Option<String>,
     listen: std::net::SocketAddr,
     calls: &[String],
 ) -> Result<(), Failure> {
@@ -19,7 +20,7 @@ pub async fn run(
     let _app = DemoApp::start(
         listener,
         DemoAppConfig {
-            instance: name.clone(),
+            instance: instance.unwrap_or_else(|| name.clone()),
             name,
             calls,
         },

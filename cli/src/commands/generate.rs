@@ -5,17 +5,20 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use meshkit_cli::locate;
+use meshkit_sdk::compose::{containerize, generate_compose, ComposeOptions};
 use meshkit_sdk::observability::{generate_observability, ObservabilityOptions};
 use meshkit_sdk::{
     generate, generate_ads, write_owned, GeneratedFile, OutputFormat, RenderOptions,
 };
 
-use super::{load, Exit, Failure, OrExit};
+use super::{load, load_with, Exit, Failure, OrExit};
 
 pub struct GenerateArgs {
     pub spec: PathBuf,
     pub out: Option<PathBuf>,
     pub dashboards: Option<PathBuf>,
+    pub compose: Option<PathBuf>,
     pub prometheus_url: String,
     pub wasm: String,
     pub format: OutputFormat,
@@ -46,6 +49,24 @@ pub fn run(args: GenerateArgs) -> Result<(), Failure> {
             ..ObservabilityOptions::default()
         };
         let files = generate_observability(&mesh, &options).exit(Exit::Invalid)?;
+        outputs.push((dir, files));
+    }
+    if let Some(dir) = args.compose {
+        // Each instance is its own host in Compose: the spec is read that way.
+        let mesh = load_with(&args.spec, containerize)?;
+        // The module on this host (the compose file's default for ${MESHKIT_WASM}).
+        let wasm = locate::wasm()
+            .ok()
+            .and_then(|p| std::path::absolute(p).ok())
+            .map_or_else(
+                || locate::WASM_RELATIVE.to_string(),
+                |p| p.display().to_string(),
+            );
+        let options = ComposeOptions {
+            wasm,
+            concurrency: 2,
+        };
+        let files = generate_compose(&mesh, &options).exit(Exit::Invalid)?;
         outputs.push((dir, files));
     }
     for (dir, files) in outputs {

@@ -69,7 +69,15 @@ impl From<LocateError> for Failure {
 
 /// Reads and validates a spec: every problem, one per line.
 pub fn load(spec: &Path) -> Result<Mesh, Failure> {
-    meshkit_sdk::load_file(spec).map_err(|e| match e {
+    load_with(spec, |_| {})
+}
+
+/// [`load`], with `adjust` applied to the spec before it is validated.
+pub fn load_with(
+    spec: &Path,
+    adjust: impl FnOnce(&mut meshkit_sdk::spec::MeshSpec),
+) -> Result<Mesh, Failure> {
+    meshkit_sdk::load::load_file_with(spec, adjust).map_err(|e| match e {
         LoadError::Invalid(problems) => Failure::new(
             Exit::Invalid,
             format!(

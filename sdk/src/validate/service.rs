@@ -7,7 +7,7 @@ use super::circuit_breaker::circuit_breaker;
 use super::retry::retry_budget;
 use super::routes::{check_shadowed, route};
 use super::upstream_policy::upstream_policy;
-use super::values::{duration, is_host_name, port};
+use super::values::{duration, is_host_name, is_image_reference, port};
 use crate::model::{App, Replica, Service, Sidecar, Upstream};
 use crate::problems::Collector;
 use crate::spec::{MeshSpec, ServiceSpec};
@@ -15,6 +15,17 @@ use crate::spec::{MeshSpec, ServiceSpec};
 pub(super) fn service(i: usize, s: &ServiceSpec, spec: &MeshSpec, c: &mut Collector) -> Service {
     let at = format!("services[{i}]");
     let app = App {
+        image: s.app.image.as_ref().map(|image| {
+            if !is_image_reference(image) {
+                c.push(
+                    format!("{at}.app.image"),
+                    format!(
+                        "{image:?} is not an image reference (`[registry[:port]/]name[:tag][@sha256:digest]`, lowercase name)"
+                    ),
+                );
+            }
+            image.clone()
+        }),
         address: s.app.address.parse::<IpAddr>().unwrap_or_else(|_| {
             c.push(
                 format!("{at}.app.address"),

@@ -52,9 +52,52 @@ pub(super) fn is_host_name(name: &str) -> bool {
         && !name.bytes().all(|b| b.is_ascii_digit() || b == b'.')
 }
 
+/// A container image reference as Docker parses it: an optional registry host (with a port),
+/// a lowercase path, an optional tag and an optional `sha256` digest (distribution/reference's
+/// grammar, without its rarely used forms).
+pub(super) fn is_image_reference(image: &str) -> bool {
+    static REFERENCE: std::sync::OnceLock<Option<regex::Regex>> = std::sync::OnceLock::new();
+    const COMPONENT: &str = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*";
+    REFERENCE
+        .get_or_init(|| {
+            let domain = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?/)?";
+            regex::Regex::new(&format!(
+                r"^{domain}{COMPONENT}(?:/{COMPONENT})*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})?(?:@sha256:[0-9a-f]{{64}})?$"
+            ))
+            .ok()
+        })
+        .as_ref()
+        .is_some_and(|re| image.len() <= 255 && re.is_match(image))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::is_host_name;
+    use super::{is_host_name, is_image_reference};
+
+    #[test]
+    fn image_references() {
+        for ok in [
+            "users",
+            "users:1.4",
+            "envoyproxy/envoy:v1.40.0",
+            "registry.example.com:5000/team/users:v2",
+            "localhost/meshkit-demo:local",
+            &format!("users@sha256:{}", "a".repeat(64)),
+        ] {
+            assert!(is_image_reference(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "Users",
+            "users:",
+            "users:bad tag",
+            "-users",
+            "users//x",
+            "a:b:c",
+        ] {
+            assert!(!is_image_reference(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn host_names() {

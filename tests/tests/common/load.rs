@@ -81,6 +81,11 @@ impl SteadyLoad {
         }
     }
 
+    /// How many requests were sent so far.
+    pub fn sent(&self) -> usize {
+        self.sent.load(Ordering::Relaxed)
+    }
+
     /// Stops sending, waits for every request in flight, and returns all outcomes.
     pub async fn stop(self) -> Vec<Outcome> {
         self.running.store(false, Ordering::Relaxed);

@@ -2,6 +2,7 @@
 
 #![allow(dead_code, unused_imports)] // each test binary uses a different part of the harness
 
+pub mod compose;
 pub mod load;
 pub mod prometheus;
 pub mod upstream;
