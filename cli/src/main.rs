@@ -32,8 +32,9 @@ enum Command {
         /// Mesh spec (YAML, or JSON if it ends in .json).
         spec: PathBuf,
     },
-    /// Write one Envoy bootstrap per service sidecar into DIR (nothing if the spec is invalid).
-    /// DIR is meshkit's: files it wrote before and no longer generates are removed, and a file
+    /// Write one Envoy bootstrap per service sidecar into DIR (-o), the mesh's dashboards and
+    /// alert rules (--dashboards), a Compose project (--compose); nothing if the spec is
+    /// invalid. Each DIR is meshkit's: files it wrote before and no longer generates are removed, and a file
     /// it did not write (or the spec itself) is never overwritten.
     #[command(group(clap::ArgGroup::new("outputs").required(true).multiple(true).args(["out", "dashboards", "compose"])))]
     Generate {

@@ -788,3 +788,61 @@ fn eventually_ready(admin: u16) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// `--dashboards` and `--compose` write their files like `-o` does (into directories meshkit
+/// owns, nothing for an invalid spec); without any output directory, generate is a usage error.
+#[test]
+fn generate_writes_dashboards_and_a_compose_project_and_needs_an_output() {
+    let spec = write_spec(&meshkit_tests::example_spec_text());
+    let dir = spec.parent().unwrap();
+    let (dashboards, compose) = (dir.join("dashboards"), dir.join("compose"));
+    let o = meshkit()
+        .arg("generate")
+        .arg(&spec)
+        .arg("--dashboards")
+        .arg(&dashboards)
+        .arg("--compose")
+        .arg(&compose)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        listing(&dashboards),
+        [
+            ".meshkit-generated",
+            "grafana-dashboard-provider.yaml",
+            "grafana-dashboard.json",
+            "grafana-datasource.yaml",
+            "istio-proxy-config.yaml",
+            "meshkit-alerts.yml",
+            "prometheus.yml"
+        ]
+    );
+    assert_eq!(
+        listing(&compose),
+        [
+            ".meshkit-generated",
+            "docker-compose.yaml",
+            "frontend.json",
+            "recipes.json",
+            "users-1.json",
+            "users.json"
+        ]
+    );
+
+    let none = meshkit().arg("generate").arg(&spec).output().unwrap();
+    assert_eq!(none.status.code(), Some(2), "{}", stderr(&none));
+
+    let invalid = write_spec("version: 1\nmesh: m\nservices: []\n");
+    let empty = invalid.parent().unwrap().join("out");
+    let o = meshkit()
+        .arg("generate")
+        .arg(&invalid)
+        .arg("--compose")
+        .arg(&empty)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("services: must list at least one service"));
+    assert!(!empty.exists(), "nothing written for an invalid spec");
+}

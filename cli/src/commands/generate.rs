@@ -1,6 +1,6 @@
 //! `meshkit generate SPEC -o DIR`: one bootstrap per sidecar, into a directory meshkit owns
 //! (see `meshkit_sdk::output`); `--dashboards DIR`: the mesh's dashboard, scrape configuration
-//! and alert rules.
+//! and alert rules; `--compose DIR`: a Compose project. Each directory is written the same way.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -27,28 +27,33 @@ pub struct GenerateArgs {
 }
 
 pub fn run(args: GenerateArgs) -> Result<(), Failure> {
-    let mesh = load(&args.spec)?;
+    // The spec as written, for the outputs that run it as written (read once, if needed).
+    let mesh = if args.out.is_some() || args.dashboards.is_some() {
+        Some(load(&args.spec)?)
+    } else {
+        None
+    };
     // Everything is rendered before anything is written.
     let mut outputs: Vec<(PathBuf, Vec<GeneratedFile>)> = Vec::new();
-    if let Some(out) = args.out {
+    if let (Some(out), Some(mesh)) = (args.out, &mesh) {
         let options = RenderOptions {
             wasm_path: args.wasm,
             format: args.format,
             bare: false,
         };
         let files = match args.ads {
-            Some(server) => generate_ads(&mesh, &options, server),
-            None => generate(&mesh, &options),
+            Some(server) => generate_ads(mesh, &options, server),
+            None => generate(mesh, &options),
         }
         .exit(Exit::Invalid)?;
         outputs.push((out, files));
     }
-    if let Some(dir) = args.dashboards {
+    if let (Some(dir), Some(mesh)) = (args.dashboards, &mesh) {
         let options = ObservabilityOptions {
             prometheus_url: args.prometheus_url,
             ..ObservabilityOptions::default()
         };
-        let files = generate_observability(&mesh, &options).exit(Exit::Invalid)?;
+        let files = generate_observability(mesh, &options).exit(Exit::Invalid)?;
         outputs.push((dir, files));
     }
     if let Some(dir) = args.compose {
