@@ -22,9 +22,8 @@ use crate::app_process::{AppEnv, AppProcess};
 use crate::demo_app::{DemoApp, DemoAppConfig, UpstreamCall};
 use crate::drain;
 
-mod control_plane;
 use crate::process::{EnvoyCommand, EnvoyProcess};
-pub use control_plane::ControlPlane;
+pub use crate::xds::ControlPlane;
 
 #[derive(Debug, Clone)]
 pub struct LocalMeshOptions {
@@ -45,7 +44,7 @@ pub struct LocalMeshOptions {
     /// (service, shell command): run this command per instance of the service instead of the
     /// demo app (see [`crate::app_process`]).
     pub app_commands: Vec<(String, String)>,
-    /// Sidecars get their config from meshkit's ADS server (see [`control_plane`]), which
+    /// Sidecars get their config from meshkit's ADS server (see [`crate::xds::control_plane`]), which
     /// [`LocalMesh::update`] changes live; otherwise each has a complete static bootstrap.
     pub ads: bool,
 }

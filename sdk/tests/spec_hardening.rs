@@ -316,7 +316,7 @@ fn unknown_fields_offer_the_closest_valid_field_and_the_list() {
     assert_problem(
         &p,
         "services[0].app.protocl",
-        "unknown field; did you mean `protocol`? (valid here: address, port, protocol, timeout, circuit_breaker)",
+        "unknown field; did you mean `protocol`? (valid here: address, port, protocol, timeout, circuit_breaker, image)",
     );
     let p = problems(&CHAIN.replace("mesh: shop", "mesh: shop\nzzz: 1"));
     assert_problem(

@@ -6,10 +6,10 @@
 //! node's acknowledged versions and last NACK.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use meshkit_cli::spec_watch::SpecWatch;
-use meshkit_cli::xds::{self, http::Module, AdsServer, Snapshot};
+use meshkit_cli::xds::ControlPlane;
 use meshkit_sdk::envoy::WASM_HTTP_PATH;
 use meshkit_sdk::{LoadError, OutputFormat, RenderOptions};
 use tokio::net::TcpListener;
@@ -43,21 +43,18 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
             .map_err(|e| Failure::new(Exit::Environment, format!("listen on {addr}: {e}")))
     };
     let http = bind(args.http).await?;
-    let module = Module::read(Path::new(&render.wasm_path), &http).exit(Exit::Environment)?;
-    let remote = module.remote.clone();
-    let snapshot = Snapshot::build(&mesh, &render, Some(&remote)).exit(Exit::Invalid)?;
-    let server =
-        AdsServer::start(bind(args.listen).await?, snapshot, true).exit(Exit::Environment)?;
-    let http_task = tokio::spawn(xds::http::serve(http, module, server.status.clone()));
+    let ads = bind(args.listen).await?;
+    let mut control_plane =
+        ControlPlane::start_on(&mesh, render, true, ads, http).exit(Exit::Environment)?;
     eprintln!(
         "status: http://{}/; sidecars fetch the filter from http://{}{WASM_HTTP_PATH} (sha256 {})",
-        args.http, args.http, remote.sha256
+        args.http, args.http, control_plane.module.remote.sha256
     );
     eprintln!(
         "serving mesh {:?} ({} sidecars) over ADS on {}; watching {} for edits",
         mesh.name,
-        server.snapshot().nodes.len(),
-        server.addr,
+        mesh.instances().count(),
+        control_plane.addr,
         args.spec.display()
     );
     let mut watch = SpecWatch::new(&args.spec);
@@ -67,11 +64,8 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
     loop {
         tokio::select! {
             _ = &mut stop => break,
-            edit = watch.next() => match edit.map(|m| Snapshot::build(&m, &render, Some(&remote))) {
-                Ok(Ok(snapshot)) => {
-                    server.update(snapshot);
-                    eprintln!("{path} changed: pushing it to the connected sidecars");
-                }
+            edit = watch.next() => match edit.map(|m| control_plane.push(&m)) {
+                Ok(Ok(())) => eprintln!("{path} changed: pushing it to the connected sidecars"),
                 Ok(Err(e)) => eprintln!("{path} changed but cannot be rendered: {e:#}"),
                 Err(LoadError::Invalid(problems)) => eprintln!(
                     "{path} changed but is invalid ({} problem{}); still serving the previous \
@@ -84,7 +78,6 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
         }
     }
     eprintln!("stopping; the sidecars keep their config");
-    server.stop().await;
-    http_task.abort();
+    control_plane.stop().await;
     Ok(())
 }

@@ -1,6 +1,8 @@
-//! The local mesh's control plane: meshkit's ADS server on a free loopback port, serving every
-//! sidecar of the mesh, and pushing each change of the spec to them without a restart; and its
-//! HTTP side, from which the sidecars fetch the filter's module (checked by its sha256).
+//! meshkit's control plane assembled: the ADS server serving every sidecar of the mesh and
+//! pushing each change of the spec to them without a restart, and its HTTP side, from which
+//! the sidecars fetch the filter's module (checked by its sha256) and which shows the status
+//! page. `meshkit serve` runs it on the addresses it is given, `meshkit up` on free loopback
+//! ports.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -11,8 +13,8 @@ use meshkit_sdk::model::Mesh;
 use meshkit_sdk::{generate_ads, GeneratedFile, RenderOptions};
 use tokio::net::TcpListener;
 
-use crate::xds::http::{self, Module};
-use crate::xds::{AdsServer, Snapshot};
+use super::http::{self, Module};
+use super::{AdsServer, Snapshot};
 
 /// How often the status board is polled while waiting for sidecars to acknowledge.
 const POLL: Duration = Duration::from_millis(20);
@@ -30,13 +32,24 @@ pub struct ControlPlane {
 }
 
 impl ControlPlane {
-    /// Starts serving `mesh`; `echo`: print every NACK on stderr.
+    /// Starts serving `mesh` on free loopback ports; `echo`: print every NACK on stderr.
     pub async fn start(mesh: &Mesh, render: RenderOptions, echo: bool) -> anyhow::Result<Self> {
         let http = TcpListener::bind(("127.0.0.1", 0)).await?;
+        let ads = TcpListener::bind(("127.0.0.1", 0)).await?;
+        Self::start_on(mesh, render, echo, ads, http)
+    }
+
+    /// Starts serving `mesh`: ADS on `ads`, the module and the status page on `http`.
+    pub fn start_on(
+        mesh: &Mesh,
+        render: RenderOptions,
+        echo: bool,
+        ads: TcpListener,
+        http: TcpListener,
+    ) -> anyhow::Result<Self> {
         let module = Module::read(Path::new(&render.wasm_path), &http)?;
         let snapshot = Snapshot::build(mesh, &render, Some(&module.remote))?;
-        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
-        let server = AdsServer::start(listener, snapshot, echo)?;
+        let server = AdsServer::start(ads, snapshot, echo)?;
         let http = tokio::spawn(http::serve(http, module.clone(), server.status.clone()));
         Ok(ControlPlane {
             addr: server.addr,
