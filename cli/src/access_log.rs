@@ -2,8 +2,15 @@
 //!
 //! Envoy's stdout carries exactly the JSON access log (its own log goes to stderr), so each
 //! stdout line is one record. Waiting for lines is by notification, never by sleeping.
+//!
+//! Bounded both ways: the most recent [`RETAINED`] lines are kept, and echoing to stdout
+//! (`meshkit up`) goes through a writer thread with a bounded queue, so a reader that stops
+//! reading (a full pipe) loses lines, counted on stderr, instead of stalling the mesh.
 
+use std::collections::VecDeque;
 use std::io::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -32,31 +39,55 @@ impl AccessLine {
     }
 }
 
+/// Lines kept for [`AccessLog::snapshot`] and the waits: the most recent ones.
+pub const RETAINED: usize = 100_000;
+/// Lines queued for stdout before further ones are dropped.
+const ECHO_QUEUE: usize = 16_384;
+
 #[derive(Debug, Default)]
 pub struct AccessLog {
-    lines: Mutex<Vec<AccessLine>>,
+    lines: Mutex<VecDeque<AccessLine>>,
     changed: Notify,
-    /// Print each line to stdout as it arrives (`meshkit up`).
-    echo: bool,
+    /// To the thread that prints each line to stdout as it arrives (`meshkit up`), and how it
+    /// says it is done (see [`AccessLog::finish`]).
+    echo: Mutex<Option<(SyncSender<String>, Receiver<()>)>>,
+    /// Lines stdout did not take in time.
+    dropped: AtomicU64,
 }
 
 impl AccessLog {
     pub fn new(echo: bool) -> Self {
         AccessLog {
-            echo,
+            echo: Mutex::new(echo.then(spawn_writer)),
             ..Default::default()
         }
     }
 
     pub fn push(&self, sidecar: &str, raw: String) {
-        if self.echo {
-            // Not println!: it panics when stdout is a closed pipe (`meshkit up | head`).
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{raw}").and_then(|_| out.flush());
+        let echo = self
+            .echo
+            .lock()
+            .ok()
+            .and_then(|e| e.as_ref().map(|(tx, _)| tx.clone()));
+        if let Some(echo) = echo {
+            match echo.try_send(raw.clone()) {
+                Ok(()) | Err(TrySendError::Disconnected(_)) => {}
+                Err(TrySendError::Full(_)) => {
+                    let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                    if n.is_power_of_two() {
+                        eprintln!(
+                            "meshkit: stdout is not keeping up: {n} access log lines not printed"
+                        );
+                    }
+                }
+            }
         }
         let json = serde_json::from_str(&raw).ok();
         if let Ok(mut lines) = self.lines.lock() {
-            lines.push(AccessLine {
+            if lines.len() == RETAINED {
+                lines.pop_front();
+            }
+            lines.push_back(AccessLine {
                 sidecar: sidecar.to_string(),
                 raw,
                 json,
@@ -65,8 +96,21 @@ impl AccessLog {
         self.changed.notify_waiters();
     }
 
+    /// No more lines will come: lets stdout take what is queued (for up to `timeout`, a reader
+    /// may never read), then stops echoing.
+    pub fn finish(&self, timeout: Duration) {
+        let echo = self.echo.lock().ok().and_then(|mut e| e.take());
+        if let Some((tx, done)) = echo {
+            drop(tx);
+            let _ = done.recv_timeout(timeout);
+        }
+    }
+
     pub fn snapshot(&self) -> Vec<AccessLine> {
-        self.lines.lock().map(|l| l.clone()).unwrap_or_default()
+        self.lines
+            .lock()
+            .map(|l| l.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Lines whose `request_id` is `id`.
@@ -107,6 +151,24 @@ impl AccessLog {
             .map(|lines| with_request_id(&lines, id))
             .map_err(|lines| with_request_id(&lines, id))
     }
+}
+
+/// The stdout writer: blocking on a slow stdout stalls only this thread. It says when it is
+/// done (its queue closed and emptied, or stdout gone).
+fn spawn_writer() -> (SyncSender<String>, Receiver<()>) {
+    let (tx, rx) = sync_channel::<String>(ECHO_QUEUE);
+    let (done_tx, done) = sync_channel::<()>(1);
+    std::thread::spawn(move || {
+        for line in rx {
+            // Not println!: it panics when stdout is a closed pipe (`meshkit up | head`).
+            let mut out = std::io::stdout().lock();
+            if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+                break;
+            }
+        }
+        let _ = done_tx.send(());
+    });
+    (tx, done)
 }
 
 fn with_request_id(lines: &[AccessLine], id: &str) -> Vec<AccessLine> {

@@ -438,6 +438,8 @@ impl LocalMesh {
             app.stop(Duration::from_secs(5)).await;
         }
         self.app_processes.clear();
+        // Every sidecar's last lines are in: let stdout take them.
+        self.access_log.finish(Duration::from_secs(2));
     }
 
     /// Instances whose sidecar is running.

@@ -42,6 +42,8 @@ pub struct EnvoyProcess {
     pub admin: SocketAddr,
     pub log_path: PathBuf,
     child: Child,
+    /// The task moving its stdout into the access log.
+    reader: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl EnvoyProcess {
@@ -89,20 +91,21 @@ impl EnvoyProcess {
         let mut child = command
             .spawn()
             .with_context(|| format!("start {}", cmd.binary.display()))?;
-        if let Some(stdout) = child.stdout.take() {
+        let reader = child.stdout.take().map(|stdout| {
             let service = service.to_string();
             tokio::spawn(async move {
                 let mut lines = BufReader::new(stdout).lines();
                 while let Ok(Some(line)) = lines.next_line().await {
                     access_log.push(&service, line);
                 }
-            });
-        }
+            })
+        });
         Ok(EnvoyProcess {
             service: service.to_string(),
             admin,
             log_path: cmd.log_path.clone(),
             child,
+            reader,
         })
     }
 
@@ -154,8 +157,12 @@ impl EnvoyProcess {
     }
 
     /// SIGTERM (Envoy flushes its access logs and exits), then SIGKILL after `grace`.
+    /// Stops Envoy, then lets its last access log lines (flushed as it exits) reach the log.
     pub async fn stop(&mut self, grace: Duration) {
         terminate(&mut self.child, grace).await;
+        if let Some(reader) = self.reader.take() {
+            let _ = tokio::time::timeout(grace, reader).await;
+        }
     }
 }
 

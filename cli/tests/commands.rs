@@ -846,3 +846,39 @@ fn generate_writes_dashboards_and_a_compose_project_and_needs_an_output() {
     assert!(stderr(&o).contains("services: must list at least one service"));
     assert!(!empty.exists(), "nothing written for an invalid spec");
 }
+
+/// Nobody reads `meshkit up`'s stdout (a full pipe): the access log waits for stdout on its
+/// own thread, so the mesh keeps serving, and `up` still stops promptly.
+#[test]
+fn up_keeps_serving_when_nobody_reads_its_stdout() {
+    use std::io::{Read, Write};
+    let spec_text = meshkit_tests::example_spec_text();
+    let spec = write_spec(&spec_text);
+    let run_dir = spec.parent().unwrap().join("run");
+    // stdout is piped and never read.
+    let (mut child, lines) = spawn_with_stderr(&mut up(&spec, &run_dir));
+    wait_for_line(&mut child, &lines, "streaming access logs");
+    let port = port_of(&spec_text, "frontend", "inbound_port");
+    // ~5 lines of ~1 KB per request: far more than a pipe holds (64 KiB).
+    for k in 0..300 {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(
+            s,
+            "GET / HTTP/1.1\r\nHost: m\r\nx-request-id: unread-{k}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut response = String::new();
+        s.read_to_string(&mut response)
+            .unwrap_or_else(|e| panic!("request {k} got no answer: {e}"));
+        assert!(
+            response.starts_with("HTTP/1.1 200"),
+            "request {k}: {response}"
+        );
+    }
+    signal(&child, libc::SIGTERM);
+    assert_eq!(
+        wait_with_deadline(&mut child, Duration::from_secs(30)).code(),
+        Some(0)
+    );
+}
