@@ -30,8 +30,10 @@ compose up -d
 say "waiting for every container to be healthy"
 deadline=$((SECONDS + 120))
 while :; do
-  unhealthy=$(compose ps -q | xargs docker inspect --format '{{.Name}} {{.State.Health.Status}}' | grep -v ' healthy$' || true)
-  [ -z "$unhealthy" ] && break
+  # Every container has a health check; one without would show "none", not healthy.
+  ids=$(compose ps -q)
+  unhealthy=$( [ -n "$ids" ] && docker inspect --format '{{.Name}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}' $ids | grep -v ' healthy$' || true)
+  [ -n "$ids" ] && [ -z "$unhealthy" ] && break
   if [ $SECONDS -gt $deadline ]; then echo "not healthy: $unhealthy" >&2; compose logs --tail 20 >&2; exit 1; fi
   sleep 0.5
 done

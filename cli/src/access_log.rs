@@ -3,50 +3,86 @@
 //! Envoy's stdout carries exactly the JSON access log (its own log goes to stderr), so each
 //! stdout line is one record. Waiting for lines is by notification, never by sleeping.
 //!
-//! Bounded both ways: the most recent [`RETAINED`] lines are kept, and echoing to stdout
-//! (`meshkit up`) goes through a writer thread with a bounded queue, so a reader that stops
-//! reading (a full pipe) loses lines, counted on stderr, instead of stalling the mesh.
+//! Bounded both ways: the most recent lines are kept (at most [`RETAINED`] lines and
+//! [`RETAINED_BYTES`] of text; a line's JSON is parsed only when a field is asked for), and
+//! echoing to stdout (`meshkit up`) goes through a writer thread with a bounded queue, so a
+//! reader that stops reading (a full pipe) loses lines, counted on stderr, instead of stalling
+//! the mesh.
 
 use std::collections::VecDeque;
-use std::io::Write as _;
+use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::Notify;
 
-/// One line from one sidecar's stdout.
+/// One line from one sidecar's stdout. Cheap to clone: the text and its parsed form are
+/// shared.
 #[derive(Debug, Clone)]
 pub struct AccessLine {
     /// The instance whose sidecar wrote the line (a service's name for its first instance).
     pub sidecar: String,
-    pub raw: String,
-    /// `None` if the line is not JSON (which would be a bug worth seeing in a test).
-    pub json: Option<Value>,
+    pub raw: Arc<str>,
+    /// The line parsed, once a field is asked for (`None`: not JSON, a bug worth seeing).
+    json: Arc<OnceLock<Option<Value>>>,
+    /// Read when the line arrives: waits look lines up by it.
+    request_id: Option<Arc<str>>,
 }
 
 impl AccessLine {
+    pub fn new(sidecar: &str, raw: &str) -> AccessLine {
+        /// Only the field a wait needs (serde skips the rest without building it).
+        #[derive(serde::Deserialize)]
+        struct Id {
+            request_id: Option<String>,
+        }
+        let request_id = serde_json::from_str::<Id>(raw)
+            .ok()
+            .and_then(|id| id.request_id)
+            .map(Arc::from);
+        AccessLine {
+            sidecar: sidecar.to_string(),
+            raw: Arc::from(raw),
+            json: Arc::default(),
+            request_id,
+        }
+    }
+
+    /// The whole record (`None` if the line is not JSON).
+    pub fn json(&self) -> Option<&Value> {
+        self.json
+            .get_or_init(|| serde_json::from_str(&self.raw).ok())
+            .as_ref()
+    }
+
     /// A string field of the record (`None` when absent or null).
     pub fn str(&self, key: &str) -> Option<&str> {
-        self.json.as_ref()?.get(key)?.as_str()
+        self.json()?.get(key)?.as_str()
     }
 
     /// A numeric field of the record.
     pub fn num(&self, key: &str) -> Option<f64> {
-        self.json.as_ref()?.get(key)?.as_f64()
+        self.json()?.get(key)?.as_f64()
+    }
+
+    pub fn request_id(&self) -> Option<&str> {
+        self.request_id.as_deref()
     }
 }
 
-/// Lines kept for [`AccessLog::snapshot`] and the waits: the most recent ones.
+/// Lines kept for [`AccessLog::snapshot`] and the waits: the most recent ones, at most this
+/// many and [`RETAINED_BYTES`] of text.
 pub const RETAINED: usize = 100_000;
+pub const RETAINED_BYTES: usize = 64 << 20;
 /// Lines queued for stdout before further ones are dropped.
 const ECHO_QUEUE: usize = 16_384;
 
 #[derive(Debug, Default)]
 pub struct AccessLog {
-    lines: Mutex<VecDeque<AccessLine>>,
+    lines: Mutex<Retained>,
     changed: Notify,
     /// To the thread that prints each line to stdout as it arrives (`meshkit up`), and how it
     /// says it is done (see [`AccessLog::finish`]).
@@ -56,11 +92,26 @@ pub struct AccessLog {
 }
 
 impl AccessLog {
+    /// Echoing each line to stdout if `echo`.
     pub fn new(echo: bool) -> Self {
+        if echo {
+            Self::echoing_to(std::io::stdout())
+        } else {
+            Self::default()
+        }
+    }
+
+    /// Echoing each line to `out` (stdout, but for tests).
+    fn echoing_to(out: impl Write + Send + 'static) -> Self {
         AccessLog {
-            echo: Mutex::new(echo.then(spawn_writer)),
+            echo: Mutex::new(Some(spawn_writer(out))),
             ..Default::default()
         }
+    }
+
+    /// Lines the echo dropped because its reader did not keep up.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
     }
 
     pub fn push(&self, sidecar: &str, raw: String) {
@@ -82,16 +133,8 @@ impl AccessLog {
                 }
             }
         }
-        let json = serde_json::from_str(&raw).ok();
-        if let Ok(mut lines) = self.lines.lock() {
-            if lines.len() == RETAINED {
-                lines.pop_front();
-            }
-            lines.push_back(AccessLine {
-                sidecar: sidecar.to_string(),
-                raw,
-                json,
-            });
+        if let Ok(mut retained) = self.lines.lock() {
+            retained.push(AccessLine::new(sidecar, &raw));
         }
         self.changed.notify_waiters();
     }
@@ -109,7 +152,7 @@ impl AccessLog {
     pub fn snapshot(&self) -> Vec<AccessLine> {
         self.lines
             .lock()
-            .map(|l| l.iter().cloned().collect())
+            .map(|r| r.lines.iter().cloned().collect())
             .unwrap_or_default()
     }
 
@@ -155,13 +198,12 @@ impl AccessLog {
 
 /// The stdout writer: blocking on a slow stdout stalls only this thread. It says when it is
 /// done (its queue closed and emptied, or stdout gone).
-fn spawn_writer() -> (SyncSender<String>, Receiver<()>) {
+fn spawn_writer(mut out: impl Write + Send + 'static) -> (SyncSender<String>, Receiver<()>) {
     let (tx, rx) = sync_channel::<String>(ECHO_QUEUE);
     let (done_tx, done) = sync_channel::<()>(1);
     std::thread::spawn(move || {
         for line in rx {
             // Not println!: it panics when stdout is a closed pipe (`meshkit up | head`).
-            let mut out = std::io::stdout().lock();
             if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
                 break;
             }
@@ -174,7 +216,109 @@ fn spawn_writer() -> (SyncSender<String>, Receiver<()>) {
 fn with_request_id(lines: &[AccessLine], id: &str) -> Vec<AccessLine> {
     lines
         .iter()
-        .filter(|l| l.str("request_id") == Some(id))
+        .filter(|l| l.request_id() == Some(id))
         .cloned()
         .collect()
+}
+
+/// The most recent lines, within [`RETAINED`] lines and [`RETAINED_BYTES`] of text.
+#[derive(Debug, Default)]
+struct Retained {
+    lines: VecDeque<AccessLine>,
+    bytes: usize,
+}
+
+impl Retained {
+    fn push(&mut self, line: AccessLine) {
+        self.bytes += line.raw.len();
+        self.lines.push_back(line);
+        while self.lines.len() > RETAINED || self.bytes > RETAINED_BYTES {
+            match self.lines.pop_front() {
+                Some(old) => self.bytes -= old.raw.len(),
+                None => break,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_newest_lines_are_kept_within_both_bounds() {
+        let log = AccessLog::new(false);
+        let line = format!("{{\"request_id\":\"r\",\"pad\":\"{}\"}}", "x".repeat(1000));
+        let n = RETAINED_BYTES / line.len() + 10;
+        for _ in 0..n {
+            log.push("a", line.clone());
+        }
+        let kept = log.snapshot();
+        assert_eq!(kept.len(), RETAINED_BYTES / line.len());
+        log.push("b", "{\"request_id\":\"last\"}".into());
+        let kept = log.snapshot();
+        assert_eq!(kept.last().map(|l| l.sidecar.as_str()), Some("b"));
+        assert!(kept.iter().map(|l| l.raw.len()).sum::<usize>() <= RETAINED_BYTES);
+        assert_eq!(log.for_request("last").len(), 1);
+        assert_eq!(kept[0].str("request_id"), Some("r"));
+
+        let small = AccessLog::new(false);
+        for _ in 0..RETAINED + 5 {
+            small.push("a", "{}".into());
+        }
+        assert_eq!(small.snapshot().len(), RETAINED);
+    }
+
+    /// A stdout nobody reads: every write waits until the test lets it through.
+    struct Stuck(
+        std::sync::mpsc::Receiver<()>,
+        std::sync::mpsc::Sender<String>,
+    );
+
+    impl std::io::Write for Stuck {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let _ = self.0.recv();
+            let _ = self.1.send(String::from_utf8_lossy(buf).into_owned());
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_stdout_that_does_not_keep_up_loses_lines_counted_and_never_blocks_a_push() {
+        let (unblock, blocked) = std::sync::mpsc::channel();
+        let (written_tx, written) = std::sync::mpsc::channel();
+        let log = AccessLog::echoing_to(Stuck(blocked, written_tx));
+        // The writer takes the first line and waits in `write`; the queue then fills.
+        let extra = 100;
+        for k in 0..ECHO_QUEUE + 1 + extra {
+            log.push("a", format!("{{\"request_id\":\"{k}\"}}"));
+        }
+        assert!(
+            (extra as u64..=extra as u64 + 1).contains(&log.dropped()),
+            "dropped {}",
+            log.dropped()
+        );
+        // Every line is retained whatever stdout does.
+        assert_eq!(log.snapshot().len(), ECHO_QUEUE + 1 + extra);
+        // Once stdout reads again, what was queued reaches it, in order, the first line first.
+        drop(unblock);
+        log.finish(Duration::from_secs(10));
+        let text: String = written.try_iter().collect();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.first().copied(), Some("{\"request_id\":\"0\"}"));
+        assert_eq!(
+            lines.len() as u64 + log.dropped(),
+            (ECHO_QUEUE + 1 + extra) as u64
+        );
+    }
+
+    #[test]
+    fn a_line_that_is_not_json_has_no_fields_and_no_request_id() {
+        let line = AccessLine::new("a", "not json");
+        assert!(line.json().is_none() && line.str("request_id").is_none());
+        assert_eq!(line.request_id(), None);
+    }
 }

@@ -39,10 +39,11 @@ pub struct Watcher {
 
 /// Envoy's drain time for the sidecars of `mesh` (`--drain-time-s`): a draining listener must
 /// stay open for the longest wait of [`drain`] — callers noticing, then routing nothing for a
-/// health check round — and then some.
+/// health check round — and then some (the mesh's [`meshkit_sdk::model::DrainTiming`]).
 pub fn drain_time(mesh: &Mesh) -> Duration {
-    let longest = mesh.longest_health_check_round();
-    (longest * 3 + Duration::from_secs(2)).max(crate::local_mesh::DRAIN_TIME)
+    mesh.drain_timing()
+        .listener_drain_time()
+        .max(crate::local_mesh::DRAIN_TIME)
 }
 
 /// Every sidecar instance that health-checks `service`.

@@ -12,8 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use meshkit_sdk::model::{Mesh, PathMatch, Service};
-use meshkit_sdk::spec::Protocol;
+use meshkit_sdk::model::{Mesh, Service};
 use meshkit_sdk::{generate, write_files, OutputFormat, RenderOptions};
 use tokio::net::TcpListener;
 
@@ -438,8 +437,10 @@ impl LocalMesh {
             app.stop(Duration::from_secs(5)).await;
         }
         self.app_processes.clear();
-        // Every sidecar's last lines are in: let stdout take them.
-        self.access_log.finish(Duration::from_secs(2));
+        // Every sidecar's last lines are in: let stdout take them (a blocking wait, off the
+        // runtime's threads).
+        let log = self.access_log.clone();
+        let _ = tokio::task::spawn_blocking(move || log.finish(Duration::from_secs(2))).await;
     }
 
     /// Instances whose sidecar is running.
@@ -455,15 +456,12 @@ fn admin_addr(s: &Service) -> SocketAddr {
 fn demo_app_config(service: &Service, instance: &str) -> DemoAppConfig {
     let via = SocketAddr::from(([127, 0, 0, 1], service.sidecar.outbound_port));
     let calls = service
-        .upstreams
-        .iter()
-        .filter_map(|u| Some((u, u.routes.first()?)))
-        .map(|(u, r)| UpstreamCall {
+        .demo_calls()
+        .into_iter()
+        .map(|c| UpstreamCall {
             via,
-            path: match &r.path {
-                PathMatch::Prefix(p) | PathMatch::Exact(p) => p.clone(),
-            },
-            grpc: u.protocol == Protocol::Http2,
+            path: c.path,
+            grpc: c.grpc,
         })
         .collect();
     DemoAppConfig {

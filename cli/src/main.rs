@@ -55,7 +55,8 @@ enum Command {
         #[arg(long, default_value = "http://localhost:9090", requires = "dashboards")]
         prometheus_url: String,
         /// Path to meshkit_filter.wasm as Envoy will open it (relative to Envoy's working
-        /// directory, or absolute).
+        /// directory, or absolute). With --compose: the module's path on this host, mounted
+        /// into every sidecar (default: the built module).
         #[arg(long, default_value = locate::WASM_RELATIVE)]
         wasm: String,
         #[arg(long, value_enum, default_value_t = Format::Json)]
@@ -244,10 +245,21 @@ async fn run(command: Command) -> Result<(), Failure> {
                         )
                     })
             };
+            let (interval, window) = (parse("--interval", &interval)?, parse("--window", &window)?);
+            // The window's scrapes are kept: bounded, whatever the flags.
+            if window.as_secs_f64() / interval.as_secs_f64() > commands::top::MAX_SCRAPES as f64 {
+                return Err(Failure::new(
+                    Exit::Usage,
+                    format!(
+                        "--window: at most {} times --interval (its scrapes are kept), got {window:?} over {interval:?}",
+                        commands::top::MAX_SCRAPES
+                    ),
+                ));
+            }
             commands::top::run(commands::top::TopArgs {
                 spec: &spec,
-                interval: parse("--interval", &interval)?,
-                window: parse("--window", &window)?,
+                interval,
+                window,
                 count,
             })
             .await

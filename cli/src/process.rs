@@ -156,12 +156,15 @@ impl EnvoyProcess {
             .context("wait for Envoy")
     }
 
-    /// SIGTERM (Envoy flushes its access logs and exits), then SIGKILL after `grace`.
-    /// Stops Envoy, then lets its last access log lines (flushed as it exits) reach the log.
+    /// SIGTERM (Envoy flushes its access logs and exits), then SIGKILL after `grace`; then
+    /// lets its last access log lines reach the log (its stdout closed as it exited, so this
+    /// takes moments: within `grace` in all, or one more second if Envoy needed all of it).
     pub async fn stop(&mut self, grace: Duration) {
+        let deadline = tokio::time::Instant::now() + grace;
         terminate(&mut self.child, grace).await;
         if let Some(reader) = self.reader.take() {
-            let _ = tokio::time::timeout(grace, reader).await;
+            let last_lines = deadline.max(tokio::time::Instant::now() + Duration::from_secs(1));
+            let _ = tokio::time::timeout_at(last_lines, reader).await;
         }
     }
 }

@@ -644,16 +644,6 @@ fn up_applies_an_edited_spec_live_and_refuses_an_invalid_one() {
     );
 }
 
-/// Kills the child when dropped: an Envoy a failing test started must not outlive it.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// The status page of `meshkit serve --status`.
 fn status_page(port: u16) -> String {
     let r = http_get(port, "/", "status");
@@ -845,6 +835,47 @@ fn generate_writes_dashboards_and_a_compose_project_and_needs_an_output() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("services: must list at least one service"));
     assert!(!empty.exists(), "nothing written for an invalid spec");
+
+    // Each output owns its directory: two in one would remove each other's files.
+    let shared = dir.join("shared");
+    let o = meshkit()
+        .arg("generate")
+        .arg(&spec)
+        .arg("-o")
+        .arg(&shared)
+        .arg("--compose")
+        .arg(dir.join(".").join("shared"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--compose: ") && stderr(&o).contains("also -o's directory"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!shared.exists(), "nothing written");
+
+    // Compose mounts the module from this host: a relative --wasm is made absolute (Compose
+    // would read a bare relative path as a volume's name).
+    let elsewhere = dir.join("elsewhere");
+    let o = meshkit()
+        .current_dir(dir)
+        .arg("generate")
+        .arg(&spec)
+        .args(["--wasm", "filters/m.wasm", "--compose"])
+        .arg(&elsewhere)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let compose_file = std::fs::read_to_string(elsewhere.join("docker-compose.yaml")).unwrap();
+    let expected = format!(
+        "${{MESHKIT_WASM:-{}}}",
+        dir.join("filters/m.wasm").display()
+    );
+    assert!(
+        compose_file.contains(&expected),
+        "{expected} not in\n{compose_file}"
+    );
 }
 
 /// Nobody reads `meshkit up`'s stdout (a full pipe): the access log waits for stdout on its

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     meshkit, port_of, signal, spawn_discarding_stdout, up, wait_for_line, wait_with_deadline,
-    write_spec,
+    write_spec, KillOnDrop,
 };
 
 /// A GET into `port`, with `x-demo` directives if given; the status line.
@@ -42,7 +42,7 @@ impl Tmux {
             .args(["-L", &self.0])
             .args(args)
             .output()
-            .expect("tmux (scripts/setup.sh installs it)");
+            .expect("tmux (scripts/test.sh installs it)");
         assert!(
             out.status.success(),
             "tmux {args:?}: {}",
@@ -69,9 +69,10 @@ fn top_shows_services_edges_and_error_origins_in_an_80_column_terminal() {
     let spec_text = meshkit_tests::example_spec_text();
     let spec = write_spec(&spec_text);
     let run_dir = spec.parent().unwrap().join("run");
-    // (Its access log is discarded: a full pipe would stall the demo apps.)
-    let (mut mesh, lines) = spawn_discarding_stdout(&mut up(&spec, &run_dir));
-    wait_for_line(&mut mesh, &lines, "streaming access logs");
+    // (Its access log is not read here.)
+    let (mesh, lines) = spawn_discarding_stdout(&mut up(&spec, &run_dir));
+    let mut mesh = KillOnDrop(mesh);
+    wait_for_line(&mut mesh.0, &lines, "streaming access logs");
 
     let tmux = Tmux::new();
     let command = format!(
@@ -169,9 +170,26 @@ fn top_shows_services_edges_and_error_origins_in_an_80_column_terminal() {
     assert!(text.contains("4/4 sidecars up"), "{text}");
 
     drop(tmux);
-    signal(&mesh, libc::SIGTERM);
+    signal(&mesh.0, libc::SIGTERM);
     assert_eq!(
-        wait_with_deadline(&mut mesh, Duration::from_secs(30)).code(),
+        wait_with_deadline(&mut mesh.0, Duration::from_secs(30)).code(),
         Some(0)
+    );
+}
+
+#[test]
+fn top_refuses_a_window_it_would_have_to_keep_too_many_scrapes_for() {
+    let spec = write_spec(&meshkit_tests::example_spec_text());
+    let out = meshkit()
+        .arg("top")
+        .arg(&spec)
+        .args(["--interval", "100ms", "--window", "1h"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--window: at most 1000 times --interval"),
+        "{stderr}"
     );
 }

@@ -24,3 +24,7 @@ pub use generate::{
 pub use load::{load_file, load_str, Format, LoadError};
 pub use output::{write_owned, OutputError, Written, MANIFEST};
 pub use problems::{Problem, Problems};
+
+/// The example spec (`envoy/mesh.yaml`), for unit tests.
+#[cfg(test)]
+pub(crate) const EXAMPLE_SPEC: &str = include_str!("../../envoy/mesh.yaml");

@@ -69,6 +69,31 @@ impl Service {
         s.replicas.clear();
         Some(s)
     }
+
+    /// What meshkit's demo app, run as this service, calls through its sidecar: each
+    /// upstream's first route (`meshkit up` and `--compose` run it the same way).
+    pub fn demo_calls(&self) -> Vec<DemoCall> {
+        self.upstreams
+            .iter()
+            .filter_map(|u| {
+                let path = match &u.routes.first()?.path {
+                    PathMatch::Prefix(p) | PathMatch::Exact(p) => p.clone(),
+                };
+                Some(DemoCall {
+                    path,
+                    grpc: u.protocol == Protocol::Http2,
+                })
+            })
+            .collect()
+    }
+}
+
+/// One call the demo app makes per request (see [`Service::demo_calls`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DemoCall {
+    pub path: String,
+    /// A unary gRPC call (the upstream speaks HTTP/2), else an HTTP/1.1 GET.
+    pub grpc: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -227,5 +252,31 @@ impl Mesh {
             .map(|c| c.interval + c.timeout)
             .max()
             .unwrap_or_default()
+    }
+
+    /// How long taking an instance out of service waits (`meshkit up`'s rolling restart and
+    /// the Compose sidecar's stop use the same figures).
+    pub fn drain_timing(&self) -> DrainTiming {
+        let round = self.longest_health_check_round();
+        DrainTiming {
+            notice: round * 2 + Duration::from_secs(1),
+            settle: round + Duration::from_secs(1),
+        }
+    }
+}
+
+/// A drain's waits: for callers to notice a failed health check (two rounds: Envoy's
+/// `x-envoy-immediate-health-check-fail` fails the host at its first failed check), then for
+/// requests they picked before to arrive (one round).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DrainTiming {
+    pub notice: Duration,
+    pub settle: Duration,
+}
+
+impl DrainTiming {
+    /// How long a draining listener stays open (Envoy's `--drain-time-s`): both waits.
+    pub fn listener_drain_time(&self) -> Duration {
+        self.notice + self.settle
     }
 }

@@ -126,11 +126,13 @@ async fn the_example_mesh_runs_in_containers_and_loses_no_request_when_a_replica
         "{}",
         String::from_utf8_lossy(&stop.stderr)
     );
-    // It drained: its health check failed first, then its listeners, then Envoy stopped.
+    // It drained: its health check failed first, then its listeners, then Envoy stopped once
+    // no request was in flight.
     let logs = project.run(&["logs", "--no-color", &sidecar_container("users-1")]);
     for step in [
         "POST /healthcheck/fail: HTTP/1.1 200",
         "POST /drain_listeners?graceful&inboundonly: HTTP/1.1 200",
+        "inbound requests in flight at stop: 0",
     ] {
         assert!(
             logs.contains(step),

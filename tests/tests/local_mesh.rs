@@ -80,7 +80,7 @@ async fn every_hop_logs_one_json_line_with_the_same_request_id() {
     assert_eq!(hops, expected);
 
     for line in &lines {
-        assert!(line.json.is_some(), "not JSON: {}", line.raw);
+        assert!(line.json().is_some(), "not JSON: {}", line.raw);
         // The instance that wrote it (users runs two replicas).
         assert_eq!(
             Some(line.sidecar.as_str()),

@@ -27,6 +27,7 @@ pub struct GenerateArgs {
 }
 
 pub fn run(args: GenerateArgs) -> Result<(), Failure> {
+    refuse_shared_directories(&args)?;
     // The spec as written, for the outputs that run it as written (read once, if needed).
     let mesh = if args.out.is_some() || args.dashboards.is_some() {
         Some(load(&args.spec)?)
@@ -37,7 +38,7 @@ pub fn run(args: GenerateArgs) -> Result<(), Failure> {
     let mut outputs: Vec<(PathBuf, Vec<GeneratedFile>)> = Vec::new();
     if let (Some(out), Some(mesh)) = (args.out, &mesh) {
         let options = RenderOptions {
-            wasm_path: args.wasm,
+            wasm_path: args.wasm.clone(),
             format: args.format,
             bare: false,
         };
@@ -59,14 +60,18 @@ pub fn run(args: GenerateArgs) -> Result<(), Failure> {
     if let Some(dir) = args.compose {
         // Each instance is its own host in Compose: the spec is read that way.
         let mesh = load_with(&args.spec, containerize)?;
-        // The module on this host (the compose file's default for ${MESHKIT_WASM}).
-        let wasm = locate::wasm()
-            .ok()
-            .and_then(|p| std::path::absolute(p).ok())
-            .map_or_else(
-                || locate::WASM_RELATIVE.to_string(),
-                |p| p.display().to_string(),
-            );
+        // The module on this host (the compose file's default for ${MESHKIT_WASM}): `--wasm`
+        // if given, else the built one. Absolute, since Compose reads a bare relative path as
+        // a volume's name and resolves the rest against the compose file's directory.
+        let wasm = if args.wasm == locate::WASM_RELATIVE {
+            locate::wasm().unwrap_or_else(|_| PathBuf::from(locate::WASM_RELATIVE))
+        } else {
+            PathBuf::from(&args.wasm)
+        };
+        let wasm = std::path::absolute(&wasm)
+            .exit(Exit::Environment)?
+            .display()
+            .to_string();
         let options = ComposeOptions {
             wasm,
             concurrency: 2,
@@ -81,6 +86,38 @@ pub fn run(args: GenerateArgs) -> Result<(), Failure> {
         }
         for path in &written.removed {
             eprintln!("removed {} (no longer generated)", path.display());
+        }
+    }
+    Ok(())
+}
+
+/// Each output owns its directory (it removes files it no longer generates there), so two
+/// outputs in one directory would remove each other's files.
+fn refuse_shared_directories(args: &GenerateArgs) -> Result<(), Failure> {
+    let outputs = [
+        ("-o", &args.out),
+        ("--dashboards", &args.dashboards),
+        ("--compose", &args.compose),
+    ];
+    let outputs: Vec<(&str, PathBuf)> = outputs
+        .into_iter()
+        .filter_map(|(flag, dir)| {
+            let dir = dir.as_ref()?;
+            Some((
+                flag,
+                std::path::absolute(dir).unwrap_or_else(|_| dir.clone()),
+            ))
+        })
+        .collect();
+    for (i, (flag, dir)) in outputs.iter().enumerate() {
+        if let Some((other, _)) = outputs[..i].iter().find(|(_, d)| d == dir) {
+            return Err(Failure::new(
+                Exit::Usage,
+                format!(
+                    "{flag}: {} is also {other}'s directory; each output needs its own",
+                    dir.display()
+                ),
+            ));
         }
     }
     Ok(())

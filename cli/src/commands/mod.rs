@@ -110,6 +110,32 @@ impl Stop {
     }
 }
 
+/// Ctrl-C and SIGTERM, listened for from creation on. A loop that waits for them between
+/// other work keeps one of these: a signal that arrives while no listener exists is lost
+/// (tokio's handler stays installed once it was, and a new listener sees later signals only).
+pub struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    pub fn new() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
+    /// The next Ctrl-C or SIGTERM, including one that came since the last call.
+    pub async fn next(&mut self) -> Stop {
+        tokio::select! {
+            _ = self.interrupt.recv() => Stop::Interrupt,
+            _ = self.terminate.recv() => Stop::Terminate,
+        }
+    }
+}
+
 /// Waits for Ctrl-C, SIGTERM or `limit`, whichever comes first.
 pub async fn stop_signal(limit: Option<std::time::Duration>) -> Stop {
     let term = async {

@@ -7,7 +7,11 @@ use std::time::{Duration, Instant};
 
 use meshkit_cli::top::{self, render, view::Topology, History};
 
-use super::{load, stop_signal, Exit, Failure, Stop};
+use super::{load, Exit, Failure, OrExit, Signals};
+
+/// The most scrapes a window may span (`--window` / `--interval`): each holds the series
+/// `top` reads from every sidecar.
+pub const MAX_SCRAPES: u32 = 1000;
 
 pub struct TopArgs<'a> {
     pub spec: &'a Path,
@@ -21,21 +25,28 @@ pub async fn run(args: TopArgs<'_>) -> Result<(), Failure> {
     let mesh = load(args.spec)?;
     let topology = Topology::of(&mesh);
     let tty = std::io::stdout().is_terminal();
+    // Stopping a viewer is how it ends, not a failure, whether it waits or scrapes.
+    let mut signals = Signals::new().exit(Exit::Environment)?;
     let started = Instant::now();
     let mut history = History::new(args.window);
     let scrape_timeout = args.interval.min(Duration::from_secs(2));
-    history.push(&topology, top::scrape(&mesh, started, scrape_timeout).await);
+    let first = tokio::select! {
+        scrape = top::scrape(&mesh, started, scrape_timeout) => scrape,
+        _ = signals.next() => return Ok(()),
+    };
+    history.push(&topology, first);
     let mut shown = 0;
     loop {
         if args.count.is_some_and(|n| shown >= n) {
             return Ok(());
         }
-        match stop_signal(Some(args.interval)).await {
-            Stop::Elapsed => {}
-            // Stopping a viewer is how it ends: not a failure.
-            Stop::Interrupt | Stop::Terminate => return Ok(()),
-        }
-        let scrape = top::scrape(&mesh, started, scrape_timeout).await;
+        let scrape = tokio::select! {
+            scrape = async {
+                tokio::time::sleep(args.interval).await;
+                top::scrape(&mesh, started, scrape_timeout).await
+            } => scrape,
+            _ = signals.next() => return Ok(()),
+        };
         let Some(view) = history.push(&topology, scrape) else {
             continue;
         };

@@ -28,7 +28,8 @@ pub async fn scrape(mesh: &Mesh, started: Instant, timeout: Duration) -> Scrape 
                         .await
                         .ok()
                         .filter(|r| r.status == 200)
-                        .and_then(|r| InstanceStats::parse(&r.text()).ok());
+                        .and_then(|r| InstanceStats::parse(&r.text()).ok())
+                        .map(|s| s.keep_only(&view::metrics_read()));
                 (name, stats)
             })
         })

@@ -42,6 +42,16 @@ impl InstanceStats {
         Ok(stats)
     }
 
+    /// Only `metrics`' series (histograms by their name without `_bucket`): a history of
+    /// scrapes then holds what `top` reads, not every series Envoy exports.
+    pub fn keep_only(mut self, metrics: &[&str]) -> InstanceStats {
+        self.values
+            .retain(|(m, _), _| metrics.contains(&m.as_str()));
+        self.histograms
+            .retain(|(m, _), _| metrics.contains(&m.as_str()));
+        self
+    }
+
     /// The sum of `metric`'s series whose labels include every `(name, value)` of `matching`.
     pub fn sum(&self, metric: &str, matching: &[(&str, &str)]) -> f64 {
         self.values

@@ -242,6 +242,21 @@ pub fn view(topology: &Topology, old: &Scrape, new: &Scrape) -> View {
 /// Envoy's retries of a cluster (every route's, with or without a budget).
 const CLUSTER_RETRIES: &str = "envoy_cluster_upstream_rq_retry";
 
+/// Every metric a view reads (histograms without `_bucket`): what a scrape keeps.
+pub fn metrics_read() -> [&'static str; 9] {
+    [
+        m::DOWNSTREAM_RQ,
+        m::DOWNSTREAM_RQ_XX,
+        histogram(m::DOWNSTREAM_RQ_TIME),
+        m::CLUSTER_RQ,
+        m::CLUSTER_RQ_XX,
+        histogram(m::CLUSTER_RQ_TIME),
+        CLUSTER_RETRIES,
+        m::RETRY_BUDGET_REMAINING,
+        m::ERRORS,
+    ]
+}
+
 /// The histogram's name as parsed (without `_bucket`).
 fn histogram(bucket_metric: &str) -> &str {
     bucket_metric
@@ -294,7 +309,14 @@ mod tests {
             at,
             instances: instances
                 .iter()
-                .map(|(name, text)| (name.to_string(), InstanceStats::parse(text).unwrap()))
+                .map(|(name, text)| {
+                    (
+                        name.to_string(),
+                        InstanceStats::parse(text)
+                            .unwrap()
+                            .keep_only(&metrics_read()),
+                    )
+                })
                 .collect(),
         }
     }

@@ -90,6 +90,17 @@ pub fn wait_for_line(child: &mut Child, rx: &mpsc::Receiver<String>, needle: &st
     }
 }
 
+/// Kills the child when dropped: a process a failing test started must not outlive it (the
+/// Envoys `meshkit up` starts die with it).
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Sends `signal` to a child process.
 pub fn signal(child: &Child, signal: libc::c_int) {
     // SAFETY: kill(2) on our own child's pid.

@@ -6,8 +6,9 @@
 //! app), and an app once its upstreams' sidecars are ready (admin `/ready`), so a caller's
 //! first DNS lookup finds them. Stopping a sidecar drains it: `/healthcheck/fail` (callers that
 //! health-check it stop picking it at their next check), a wait of two health check rounds,
-//! `/drain_listeners?graceful&inboundonly`, one more round, then SIGTERM to Envoy; the stop
-//! grace period covers it all.
+//! `/drain_listeners?graceful&inboundonly`, one more round, then until no inbound request is
+//! in flight (at most the app's timeout), then SIGTERM to Envoy; the stop grace period covers
+//! it all.
 //!
 //! Images: the official Envoy image by default, the spec's `app.image` for each app (meshkit's
 //! demo app where there is none); each is a `${VARIABLE:-default}`, so the same file runs on
@@ -21,7 +22,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use crate::generate::{sidecars, GeneratedFile, OutputFormat, RenderOptions};
-use crate::model::{Mesh, PathMatch, Protocol, Service};
+use crate::model::{DrainTiming, Mesh, Service};
 use crate::render::{bootstrap_json, RenderError};
 use crate::spec::MeshSpec;
 use file::{
@@ -105,25 +106,10 @@ pub fn containerize(spec: &mut MeshSpec) {
     }
 }
 
-/// The drain's waits: for callers to notice (two health check rounds), then for requests
-/// they picked before to arrive (one round); and Envoy's drain time, which covers both.
-struct Drain {
-    notice: Duration,
-    settle: Duration,
-}
-
-impl Drain {
-    fn of(mesh: &Mesh) -> Drain {
-        let round = mesh.longest_health_check_round();
-        Drain {
-            notice: round * 2 + Duration::from_secs(1),
-            settle: round + Duration::from_secs(1),
-        }
-    }
-
-    fn total(&self) -> Duration {
-        self.notice + self.settle
-    }
+/// `docker compose stop` waits this long before it kills: the whole drain (see
+/// [`sidecar::entrypoint`]) and a margin.
+fn grace_period(drain: &DrainTiming, service: &Service) -> Duration {
+    drain.listener_drain_time() + service.app.timeout + Duration::from_secs(5)
 }
 
 /// `${VAR:-default}`, with `$` in the default escaped for Compose.
@@ -151,44 +137,15 @@ fn demo_command(service: &Service, instance: &str) -> Vec<String> {
         "--listen".into(),
         format!("{}:{}", service.app.address, service.app.port),
     ];
-    for upstream in &service.upstreams {
-        let Some(route) = upstream.routes.first() else {
-            continue;
-        };
-        let path = match &route.path {
-            PathMatch::Prefix(p) | PathMatch::Exact(p) => p,
-        };
-        let grpc = if upstream.protocol == Protocol::Http2 {
-            "grpc:"
-        } else {
-            ""
-        };
+    for call in service.demo_calls() {
+        let grpc = if call.grpc { "grpc:" } else { "" };
         cmd.push("--call".into());
         cmd.push(format!(
-            "{grpc}127.0.0.1:{}{path}",
-            service.sidecar.outbound_port
+            "{grpc}127.0.0.1:{}{}",
+            service.sidecar.outbound_port, call.path
         ));
     }
     cmd
-}
-
-/// Whether no service calls itself through its upstreams (Compose refuses cyclic
-/// `depends_on`: with a cycle, start order is left unconstrained).
-fn acyclic(mesh: &Mesh) -> bool {
-    fn visit<'a>(mesh: &'a Mesh, name: &'a str, path: &mut Vec<&'a str>) -> bool {
-        if path.contains(&name) {
-            return false;
-        }
-        path.push(name);
-        let ok = mesh
-            .service(name)
-            .is_none_or(|s| s.upstreams.iter().all(|u| visit(mesh, &u.service, path)));
-        path.pop();
-        ok
-    }
-    mesh.services
-        .iter()
-        .all(|s| visit(mesh, &s.name, &mut Vec::new()))
 }
 
 /// The Compose project for `mesh` (see [`containerize`] for a loopback spec): the compose
@@ -223,8 +180,7 @@ pub fn generate_compose(
         });
     }
 
-    let drain = Drain::of(mesh);
-    let ordered = acyclic(mesh);
+    let drain = mesh.drain_timing();
     let entry = mesh.entry_service();
     let wasm = variable(WASM_VAR, &options.wasm);
     let mut services = BTreeMap::new();
@@ -234,18 +190,17 @@ pub fn generate_compose(
             Some(image) => variable(&app_image_var(&s.name), image),
             None => variable(DEMO_IMAGE_VAR, DEMO_IMAGE),
         };
+        // (A valid spec has no call cycles, so neither has this order.)
         let mut depends_on = BTreeMap::new();
-        if ordered {
-            for upstream in &s.upstreams {
-                if let Some(u) = mesh.service(&upstream.service) {
-                    for (instance, _) in u.instances() {
-                        depends_on.insert(
-                            sidecar_container(&instance),
-                            Dependency {
-                                condition: Condition::ServiceHealthy,
-                            },
-                        );
-                    }
+        for upstream in &s.upstreams {
+            if let Some(u) = mesh.service(&upstream.service) {
+                for (instance, _) in u.instances() {
+                    depends_on.insert(
+                        sidecar_container(&instance),
+                        Dependency {
+                            condition: Condition::ServiceHealthy,
+                        },
+                    );
                 }
             }
         }
@@ -311,7 +266,7 @@ pub fn generate_compose(
                     },
                 )]),
                 healthcheck: Some(healthcheck(sidecar::ready_check(s.sidecar.admin_port))),
-                stop_grace_period: Some(seconds(drain.total() + Duration::from_secs(5))),
+                stop_grace_period: Some(seconds(grace_period(&drain, s))),
                 ..Container::default()
             },
         );
@@ -352,12 +307,14 @@ mod tests {
     use crate::Format;
 
     fn example() -> Mesh {
-        let text =
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../envoy/mesh.yaml"))
-                .expect("example spec");
-        let mut spec = parse(&text, Format::Yaml).expect("parses");
+        validate(&example_spec()).expect("valid once containerized")
+    }
+
+    /// The example spec as `--compose` reads it.
+    fn example_spec() -> MeshSpec {
+        let mut spec = parse(crate::EXAMPLE_SPEC, Format::Yaml).expect("parses");
         containerize(&mut spec);
-        validate(&spec).expect("valid once containerized")
+        spec
     }
 
     fn options() -> ComposeOptions {
@@ -418,13 +375,18 @@ mod tests {
         }
         let users = &file["services"]["users-1-sidecar"];
         assert_eq!(users["network_mode"], "service:users-1-app");
-        // Health checks every 2 s with a 500 ms timeout: 6 s to notice, 3.5 s to settle.
+        // Health checks every 2 s with a 500 ms timeout: 6 s to notice, 3.5 s to settle (Envoy's
+        // drain time covers both, rounded up), then up to users' app timeout (15 s, the
+        // default) for requests in flight; the grace period covers it all, with 5 s to spare.
         let script = users["entrypoint"][2].as_str().unwrap();
         assert!(
-            script.contains("sleep 6\n") && script.contains("sleep 3.5\n"),
+            script.contains("sleep 6\n")
+                && script.contains("sleep 3.5\n")
+                && script.contains("--drain-time-s 10 ")
+                && script.contains("until_s=$$((SECONDS + 15))"),
             "{script}"
         );
-        assert_eq!(users["stop_grace_period"], "15s");
+        assert_eq!(users["stop_grace_period"], "30s");
         // Only the entry service is published.
         assert_eq!(
             file["services"]["frontend-app"]["ports"][0],
@@ -435,11 +397,7 @@ mod tests {
 
     #[test]
     fn two_instances_on_one_host_name_are_refused() {
-        let text =
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../envoy/mesh.yaml"))
-                .unwrap();
-        let mut spec = parse(&text, Format::Yaml).unwrap();
-        containerize(&mut spec);
+        let mut spec = example_spec();
         spec.services[2].replicas[0].address = Some("users".into());
         let mesh = validate(&spec).unwrap();
         let err = generate_compose(&mesh, &options()).unwrap_err().to_string();

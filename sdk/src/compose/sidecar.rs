@@ -2,12 +2,14 @@
 //! (both the official Envoy image and meshkit's images have bash; no curl is needed: bash
 //! speaks HTTP/1.1 over `/dev/tcp`). Every `$` is doubled for Compose's interpolation.
 
-use super::{escape, Drain};
-use crate::model::Service;
+use super::escape;
+use crate::model::{DrainTiming, Service};
 
 /// `bash -c` runs Envoy in the background and, on SIGTERM (`docker compose stop`), drains it
-/// before stopping it (see the module docs of [`super`]).
-pub(super) fn entrypoint(service: &Service, concurrency: u32, drain: &Drain) -> Vec<String> {
+/// before stopping it (see the module docs of [`super`]): health check failed, a wait for
+/// callers to notice, listeners draining, a wait for requests already on their way, then
+/// until no inbound request is in flight (at most the app's timeout).
+pub(super) fn entrypoint(service: &Service, concurrency: u32, drain: &DrainTiming) -> Vec<String> {
     let admin = service.sidecar.admin_port;
     let script = format!(
         r#"envoy -c {dir}/envoy.json --concurrency {concurrency} --drain-time-s {drain_s} --drain-strategy immediate --file-flush-interval-msec 100 --log-level info &
@@ -19,6 +21,16 @@ post() {{
   echo "meshkit: POST $1: $status" >&2
   exec 3<&-
 }}
+active() {{
+  exec 3<>/dev/tcp/127.0.0.1/{admin} || return
+  printf 'GET /stats?filter=downstream_rq_active HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n' >&3
+  local line n=
+  while IFS= read -r line <&3; do
+    case $line in http.inbound.downstream_rq_active:*) n=${{line##* }}; n=${{n%$'\r'}};; esac
+  done
+  exec 3<&-
+  echo "$n"
+}}
 draining=
 drain() {{
   draining=1
@@ -26,6 +38,13 @@ drain() {{
   sleep {notice}
   post '/drain_listeners?graceful&inboundonly'
   sleep {settle}
+  until_s=$((SECONDS + {in_flight_s}))
+  n=$(active)
+  while [[ $n =~ ^[0-9]+$ ]] && (( n > 0 && SECONDS < until_s )); do
+    sleep 0.1
+    n=$(active)
+  done
+  echo "meshkit: inbound requests in flight at stop: ${{n:-unknown}}" >&2
   kill -TERM "$pid"
 }}
 trap drain TERM
@@ -35,9 +54,10 @@ if [ -n "$draining" ]; then wait "$pid"; code=$?; fi
 exit "$code"
 "#,
         dir = super::CONFIG_DIR,
-        drain_s = drain.total().as_secs().max(1),
+        drain_s = (drain.listener_drain_time().as_secs_f64().ceil() as u64).max(1),
         notice = drain.notice.as_secs_f64(),
         settle = drain.settle.as_secs_f64(),
+        in_flight_s = service.app.timeout.as_secs_f64().ceil() as u64,
     );
     vec!["/bin/bash".into(), "-c".into(), escape(&script)]
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use super::metrics as m;
 use super::prometheus::{AlertRule, RuleFile, RuleGroup};
-use super::promql::{any_of, eq, max_by, rate, re, selector, sum_by};
+use super::promql::{eq, max_by, rate, re, selector, sum_by};
 use crate::model::Mesh;
 
 /// Thresholds and durations of the rules. The defaults suit production; tests shorten the
@@ -49,11 +49,7 @@ pub fn rules(mesh: &Mesh, options: &AlertOptions) -> RuleFile {
         m::DOWNSTREAM_RQ,
         &[eq("envoy_http_conn_manager_prefix", "inbound")],
     );
-    let upstreams = any_of(
-        mesh.services
-            .iter()
-            .flat_map(|s| s.upstreams.iter().map(|u| u.service.as_str())),
-    );
+    let upstreams = super::mesh_upstreams(mesh);
 
     // Per service and origin: the origin's share of the service's requests, for services whose
     // errors in all exceed the threshold.
@@ -73,8 +69,8 @@ pub fn rules(mesh: &Mesh, options: &AlertOptions) -> RuleFile {
     );
     // A code's series starts when its first error is counted, so `increase` (which needs two
     // samples) would miss a burst of a new code: a series younger than the window counts
-    // whole. Every hop on the path counts the same error; the origin's own count is the
-    // largest.
+    // whole. Every hop on the path counts the same error: each service's count is summed
+    // over its instances (replicas split it), and the largest service's is the origin's.
     let unknown_errors = selector(
         m::ERRORS,
         &[eq("direction", "inbound"), eq("classification", "unknown")],
@@ -83,7 +79,10 @@ pub fn rules(mesh: &Mesh, options: &AlertOptions) -> RuleFile {
         "{} > {}",
         max_by(
             &["origin", "code"],
-            &format!("{unknown_errors} - {unknown_errors} offset {w} or {unknown_errors}")
+            &sum_by(
+                &["service", "origin", "code"],
+                &format!("{unknown_errors} - {unknown_errors} offset {w} or {unknown_errors}")
+            )
         ),
         options.unknown_codes
     );

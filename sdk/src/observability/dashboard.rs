@@ -8,8 +8,8 @@ use super::grafana::{
 };
 use super::metrics as m;
 use super::promql::{
-    any_of, eq, increase, min_by, not_eq, quantile, rate, ratio, re, selector, sum_by, RANGE,
-    RATE_WINDOW, SERVICE_VAR,
+    eq, increase, min_by, not_eq, quantile, rate, ratio, re, selector, sum_by, RANGE, RATE_WINDOW,
+    SERVICE_VAR,
 };
 use crate::model::Mesh;
 
@@ -194,11 +194,7 @@ fn rows(mesh: &Mesh) -> Vec<Row> {
     let service = || re("service", SERVICE_VAR);
     let inbound = || eq("envoy_http_conn_manager_prefix", "inbound");
     // Edges: the mesh's own upstream clusters (not the app's, nor meshkit's own).
-    let upstreams = any_of(
-        mesh.services
-            .iter()
-            .flat_map(|s| s.upstreams.iter().map(|u| u.service.as_str())),
-    );
+    let upstreams = super::mesh_upstreams(mesh);
     let edge = || vec![service(), re("upstream", upstreams.clone())];
     let by_service = ["service"];
     let by_edge = ["service", "upstream"];

@@ -1,5 +1,7 @@
 //! meshkit on Istio: what Istio's default stats filter keeps of meshkit's metrics and Envoy's,
-//! and the `proxyStatsMatcher` a user adds so the dashboard's Envoy panels have data.
+//! and the `proxyStatsMatcher` a user adds so Envoy's retry, outlier, overflow and membership
+//! stats are exported at all (the dashboard's queries still assume meshkit's own stats tags and
+//! names, which Istio's bootstrap does not have: see the README).
 //!
 //! Istio keeps only stats whose names start with [`DEFAULT_INCLUSION_PREFIXES`]. meshkit's
 //! own metrics live in Envoy's `wasmcustom.` namespace, which the `wasm` prefix covers: they

@@ -175,6 +175,16 @@ pub fn queries(mesh: &Mesh, alerts: &AlertOptions) -> Vec<Query> {
     all
 }
 
+/// A regex matching the mesh's own upstream clusters (not the apps' local clusters, nor
+/// meshkit's own): the `upstream` values of the mesh's edges.
+fn mesh_upstreams(mesh: &Mesh) -> String {
+    promql::any_of(
+        mesh.services
+            .iter()
+            .flat_map(|s| s.upstreams.iter().map(|u| u.service.as_str())),
+    )
+}
+
 fn file(name: &str, contents: String) -> GeneratedFile {
     GeneratedFile {
         service: String::new(),
@@ -205,10 +215,7 @@ mod tests {
     use super::*;
 
     fn example() -> Mesh {
-        let text =
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../envoy/mesh.yaml"))
-                .expect("example spec");
-        crate::load_str(&text, crate::Format::Yaml).expect("valid")
+        crate::load_str(crate::EXAMPLE_SPEC, crate::Format::Yaml).expect("valid")
     }
 
     #[test]

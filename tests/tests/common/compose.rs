@@ -143,12 +143,8 @@ impl Project {
             .lines()
             .filter_map(|l| {
                 let (container, raw) = l.split_once(" | ")?;
-                let json = serde_json::from_str(raw.trim()).ok()?;
-                Some(AccessLine {
-                    sidecar: container.trim().to_string(),
-                    raw: raw.to_string(),
-                    json: Some(json),
-                })
+                let line = AccessLine::new(container.trim(), raw.trim());
+                line.json().is_some().then_some(line)
             })
             .collect()
     }

@@ -1,4 +1,4 @@
-//! A real Prometheus server (Debian's `prometheus` package, installed by `scripts/setup.sh`)
+//! A real Prometheus server (Debian's `prometheus` package, installed by `scripts/test.sh`)
 //! for the tests: started on a free port with a generated configuration, queried through its
 //! HTTP API, killed when dropped.
 
@@ -30,7 +30,7 @@ pub fn binary(name: &str) -> PathBuf {
     let path = PathBuf::from("/usr/bin").join(name);
     assert!(
         path.exists(),
-        "{} is missing: run scripts/setup.sh (it installs Debian's prometheus package)",
+        "{} is missing: run scripts/test.sh (it installs Debian's prometheus package)",
         path.display()
     );
     path
@@ -95,14 +95,7 @@ impl Prometheus {
             .unwrap_or_else(|| panic!("{expr}: not a vector: {data}"))
             .iter()
             .map(|s| Sample {
-                labels: s["metric"]
-                    .as_object()
-                    .map(|m| {
-                        m.iter()
-                            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
+                labels: string_map(&s["metric"]),
                 value: s["value"][1]
                     .as_str()
                     .and_then(|v| v.parse().ok())
@@ -138,21 +131,10 @@ impl Prometheus {
             .cloned()
             .unwrap_or_default()
             .into_iter()
-            .map(|a| {
-                let strings = |v: &Value| -> BTreeMap<String, String> {
-                    v.as_object()
-                        .map(|m| {
-                            m.iter()
-                                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
-                                .collect()
-                        })
-                        .unwrap_or_default()
-                };
-                Alert {
-                    state: a["state"].as_str().unwrap_or("").to_string(),
-                    labels: strings(&a["labels"]),
-                    annotations: strings(&a["annotations"]),
-                }
+            .map(|a| Alert {
+                state: a["state"].as_str().unwrap_or("").to_string(),
+                labels: string_map(&a["labels"]),
+                annotations: string_map(&a["annotations"]),
             })
             .collect()
     }
@@ -217,4 +199,15 @@ pub struct Alert {
 /// Prometheus's timestamps (RFC 3339, UTC).
 fn parse_rfc3339(s: &str) -> Option<std::time::SystemTime> {
     humantime::parse_rfc3339(s).ok()
+}
+
+/// A JSON object of strings (Prometheus's labels and annotations) as a map.
+fn string_map(v: &Value) -> BTreeMap<String, String> {
+    v.as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+                .collect()
+        })
+        .unwrap_or_default()
 }
