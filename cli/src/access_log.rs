@@ -4,7 +4,9 @@
 //! stdout line is one record. Waiting for lines is by notification, never by sleeping.
 //!
 //! Bounded both ways: the most recent lines are kept (at most [`RETAINED`] lines and
-//! [`RETAINED_BYTES`] of text; a line's JSON is parsed only when a field is asked for), and
+//! [`RETAINED_BYTES`]; a line's JSON is parsed only when a field is asked for, and then kept
+//! with it — `meshkit up`'s own waits look lines up by request id only, so its lines stay
+//! text), and
 //! echoing to stdout (`meshkit up`) goes through a writer thread with a bounded queue, so a
 //! reader that stops reading (a full pipe) loses lines, counted on stderr, instead of stalling
 //! the mesh.
@@ -74,9 +76,12 @@ impl AccessLine {
 }
 
 /// Lines kept for [`AccessLog::snapshot`] and the waits: the most recent ones, at most this
-/// many and [`RETAINED_BYTES`] of text.
+/// many and [`RETAINED_BYTES`] (text and [`LINE_OVERHEAD`] each).
 pub const RETAINED: usize = 100_000;
 pub const RETAINED_BYTES: usize = 64 << 20;
+/// What a retained line costs besides its text: its sidecar name, request id and the
+/// allocations' headers, rounded up.
+const LINE_OVERHEAD: usize = 256;
 /// Lines queued for stdout before further ones are dropped.
 const ECHO_QUEUE: usize = 16_384;
 
@@ -230,15 +235,19 @@ struct Retained {
 
 impl Retained {
     fn push(&mut self, line: AccessLine) {
-        self.bytes += line.raw.len();
+        self.bytes += cost(&line);
         self.lines.push_back(line);
         while self.lines.len() > RETAINED || self.bytes > RETAINED_BYTES {
             match self.lines.pop_front() {
-                Some(old) => self.bytes -= old.raw.len(),
+                Some(old) => self.bytes -= cost(&old),
                 None => break,
             }
         }
     }
+}
+
+fn cost(line: &AccessLine) -> usize {
+    line.raw.len() + LINE_OVERHEAD
 }
 
 #[cfg(test)]
@@ -249,16 +258,16 @@ mod tests {
     fn the_newest_lines_are_kept_within_both_bounds() {
         let log = AccessLog::new(false);
         let line = format!("{{\"request_id\":\"r\",\"pad\":\"{}\"}}", "x".repeat(1000));
-        let n = RETAINED_BYTES / line.len() + 10;
-        for _ in 0..n {
+        let per_line = line.len() + LINE_OVERHEAD;
+        for _ in 0..RETAINED_BYTES / per_line + 10 {
             log.push("a", line.clone());
         }
         let kept = log.snapshot();
-        assert_eq!(kept.len(), RETAINED_BYTES / line.len());
+        assert_eq!(kept.len(), RETAINED_BYTES / per_line);
         log.push("b", "{\"request_id\":\"last\"}".into());
         let kept = log.snapshot();
         assert_eq!(kept.last().map(|l| l.sidecar.as_str()), Some("b"));
-        assert!(kept.iter().map(|l| l.raw.len()).sum::<usize>() <= RETAINED_BYTES);
+        assert!(kept.iter().map(cost).sum::<usize>() <= RETAINED_BYTES);
         assert_eq!(log.for_request("last").len(), 1);
         assert_eq!(kept[0].str("request_id"), Some("r"));
 

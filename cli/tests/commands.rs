@@ -836,24 +836,35 @@ fn generate_writes_dashboards_and_a_compose_project_and_needs_an_output() {
     assert!(stderr(&o).contains("services: must list at least one service"));
     assert!(!empty.exists(), "nothing written for an invalid spec");
 
-    // Each output owns its directory: two in one would remove each other's files.
+    // Each output owns its directory: two in one would remove each other's files, however
+    // the directory is spelled.
     let shared = dir.join("shared");
-    let o = meshkit()
-        .arg("generate")
-        .arg(&spec)
-        .arg("-o")
-        .arg(&shared)
-        .arg("--compose")
-        .arg(dir.join(".").join("shared"))
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("--compose: ") && stderr(&o).contains("also -o's directory"),
-        "{}",
-        stderr(&o)
-    );
+    let linked = dir.join("linked");
+    std::fs::create_dir(dir.join("existing")).unwrap();
+    std::os::unix::fs::symlink(dir.join("existing"), &linked).unwrap();
+    for (first, second) in [
+        (shared.clone(), dir.join("not-yet/../shared")),
+        (shared.clone(), dir.join("./shared/")),
+        (dir.join("existing"), linked.clone()),
+    ] {
+        let o = meshkit()
+            .arg("generate")
+            .arg(&spec)
+            .arg("-o")
+            .arg(&first)
+            .arg("--compose")
+            .arg(&second)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{second:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("--compose: ") && stderr(&o).contains("also -o's directory"),
+            "{}",
+            stderr(&o)
+        );
+    }
     assert!(!shared.exists(), "nothing written");
+    assert_eq!(std::fs::read_dir(dir.join("existing")).unwrap().count(), 0);
 
     // Compose mounts the module from this host: a relative --wasm is made absolute (Compose
     // would read a bare relative path as a volume's name).
@@ -867,6 +878,11 @@ fn generate_writes_dashboards_and_a_compose_project_and_needs_an_output() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("m.wasm does not exist yet"),
+        "{}",
+        stderr(&o)
+    );
     let compose_file = std::fs::read_to_string(elsewhere.join("docker-compose.yaml")).unwrap();
     let expected = format!(
         "${{MESHKIT_WASM:-{}}}",

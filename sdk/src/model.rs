@@ -254,8 +254,9 @@ impl Mesh {
             .unwrap_or_default()
     }
 
-    /// How long taking an instance out of service waits (`meshkit up`'s rolling restart and
-    /// the Compose sidecar's stop use the same figures).
+    /// How long taking an instance out of service waits: the Compose sidecar's stop sleeps
+    /// these; both it and `meshkit up` give Envoy their sum as its drain time (`up`'s rolling
+    /// restart watches the callers instead of sleeping).
     pub fn drain_timing(&self) -> DrainTiming {
         let round = self.longest_health_check_round();
         DrainTiming {

@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use common::compose::{self, Project};
 use meshkit_sdk::compose::{
-    containerize, generate_compose, sidecar_container, ComposeOptions, COMPOSE_FILE,
+    app_container as compose_app, containerize, generate_compose, sidecar_container,
+    ComposeOptions, COMPOSE_FILE,
 };
 use meshkit_sdk::model::Mesh;
 use meshkit_sdk::write_files;
@@ -117,6 +118,9 @@ async fn the_example_mesh_runs_in_containers_and_loses_no_request_when_a_replica
     let load =
         common::load::SteadyLoad::start(entry, "compose-load", Duration::from_millis(20), &[]);
     load.wait_sent(50).await;
+    // And a request users-1 is still serving when the stop begins (13 s: longer than the
+    // drain's timed waits, within the app's timeout) is answered before Envoy stops.
+    let mut slow = SlowRequest::send(&project, &mesh, "users-1", "13s");
     let mut stopping = project.command(&["stop", &sidecar_container("users-1"), "users-1-app"]);
     let stop = tokio::task::spawn_blocking(move || stopping.output().expect("docker-compose stop"))
         .await
@@ -139,6 +143,7 @@ async fn the_example_mesh_runs_in_containers_and_loses_no_request_when_a_replica
             "no {step:?} in users-1's sidecar log:\n{logs}"
         );
     }
+    assert_eq!(slow.status(), "HTTP/1.1 200 OK");
     load.wait_sent(load.sent() + 100).await;
     let results = load.stop().await;
     let failed = common::load::failed(&results);
@@ -153,6 +158,67 @@ async fn the_example_mesh_runs_in_containers_and_loses_no_request_when_a_replica
     project.run(&["down", "--volumes", "--remove-orphans"]);
     let left = project.leftovers();
     assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+/// A request sent from inside an instance's network namespace (`docker-compose exec`, bash's
+/// `/dev/tcp`) to its sidecar's inbound listener, the app told to take `latency`.
+struct SlowRequest {
+    child: std::process::Child,
+    lines: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+}
+
+impl SlowRequest {
+    /// Returns once the request is sent (in flight at the sidecar).
+    fn send(project: &Project, mesh: &Mesh, instance: &str, latency: &str) -> SlowRequest {
+        use std::io::BufRead;
+        let port = mesh
+            .instance(instance)
+            .expect("instance")
+            .sidecar
+            .inbound_port;
+        let script = format!(
+            "exec 3<>/dev/tcp/127.0.0.1/{port} && printf 'GET / HTTP/1.1\\r\\nHost: m\\r\\n\
+             x-request-id: compose-slow\\r\\nx-demo: {instance}.latency={latency}\\r\\n\
+             Connection: close\\r\\n\\r\\n' >&3 && echo sent && read -r status <&3 && \
+             echo \"${{status%$'\\r'}}\""
+        );
+        let mut child = project
+            .command(&[
+                "exec",
+                "-T",
+                &compose_app(instance),
+                "/bin/bash",
+                "-c",
+                &script,
+            ])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("docker-compose exec");
+        let stdout = child.stdout.take().expect("piped");
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let first = lines.next().and_then(Result::ok);
+        assert_eq!(
+            first.as_deref(),
+            Some("sent"),
+            "the slow request was not sent"
+        );
+        SlowRequest { child, lines }
+    }
+
+    /// The response's status line (empty if the connection closed without one).
+    fn status(&mut self) -> String {
+        let status = self.lines.next().and_then(Result::ok).unwrap_or_default();
+        let _ = self.child.wait();
+        status
+    }
+}
+
+impl Drop for SlowRequest {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// A spec written for Compose (DNS addresses, every instance on the same ports, its own app

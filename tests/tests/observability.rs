@@ -372,3 +372,68 @@ async fn istio_keeps_meshkit_metrics_and_the_generated_matcher_keeps_envoys() {
     assert!(missing.is_empty(), "not kept: {missing:?}");
     assert!(with_ours.contains(m::ERRORS));
 }
+
+/// The unknown-code rule on series shaped as a fleet makes them, checked by Prometheus's own
+/// rule tester (`promtool test rules`, deterministic: synthetic series, no clock): the origin's
+/// errors split over its two replicas count together (`X`), a counter that restarted in the
+/// window counts from its restart (`Y`), and an old series counts only its increase (`Z`).
+#[test]
+fn the_unknown_code_rule_sums_replicas_and_survives_a_restarted_counter() {
+    use meshkit_sdk::observability::alerts::rules;
+    use meshkit_sdk::observability::metrics as m;
+
+    let mesh = load_str(&common::example_spec_text(), Format::Yaml).expect("valid spec");
+    let options = AlertOptions::default();
+    assert_eq!((options.window.as_str(), options.unknown_codes), ("5m", 10));
+    let expr = rules(&mesh, &options)
+        .groups
+        .into_iter()
+        .flat_map(|g| g.rules)
+        .find(|r| r.alert == UNKNOWN_CODES)
+        .expect("the rule")
+        .expr;
+    let series = |sidecar: &str, code: &str| {
+        format!(
+            "{}{{service=\"users\",sidecar=\"{sidecar}\",direction=\"inbound\",\
+             upstream=\"local_app\",origin=\"users\",classification=\"unknown\",code=\"{code}\"}}",
+            m::ERRORS
+        )
+    };
+    // One sample a minute; `_` is no sample (the series does not exist yet).
+    let input = [
+        // X: a new code, 6 errors at each replica: 12 > 10, though neither alone is.
+        (series("users", "X"), "_x10 6x10"),
+        (series("users-1", "X"), "_x10 6x10"),
+        // Y: users-1's counter restarts (50 → 0) and counts 6 again; users 6 new.
+        (series("users", "Y"), "_x10 6x10"),
+        (series("users-1", "Y"), "50x9 6x10"),
+        // Z: an old series grows by 5 in the window; a new one has 6: 11, not 111.
+        (series("users", "Z"), "100x9 105x10"),
+        (series("users-1", "Z"), "_x10 6x10"),
+    ];
+    let dir = common::scratch_dir("unknown-codes-rule");
+    let test = serde_json::json!({
+        "rule_files": [],
+        "evaluation_interval": "1m",
+        "tests": [{
+            "interval": "1m",
+            "input_series": input
+                .iter()
+                .map(|(s, values)| serde_json::json!({ "series": s, "values": values }))
+                .collect::<Vec<_>>(),
+            "promql_expr_test": [{
+                "expr": expr,
+                "eval_time": "12m",
+                "exp_samples": [
+                    { "labels": "{code=\"X\",origin=\"users\"}", "value": 12 },
+                    { "labels": "{code=\"Y\",origin=\"users\"}", "value": 12 },
+                    { "labels": "{code=\"Z\",origin=\"users\"}", "value": 11 },
+                ],
+            }],
+        }],
+    });
+    // (JSON is YAML.)
+    let path = dir.join("unknown-codes-test.yml");
+    std::fs::write(&path, test.to_string()).expect("write the rule test");
+    promtool(&["test", "rules", &path.display().to_string()]);
+}

@@ -3,7 +3,7 @@
 //! and alert rules; `--compose DIR`: a Compose project. Each directory is written the same way.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Component, Path, PathBuf};
 
 use meshkit_cli::locate;
 use meshkit_sdk::compose::{containerize, generate_compose, ComposeOptions};
@@ -68,10 +68,16 @@ pub fn run(args: GenerateArgs) -> Result<(), Failure> {
         } else {
             PathBuf::from(&args.wasm)
         };
-        let wasm = std::path::absolute(&wasm)
-            .exit(Exit::Environment)?
-            .display()
-            .to_string();
+        let wasm = std::path::absolute(&wasm).exit(Exit::Environment)?;
+        if !wasm.is_file() {
+            // Compose still starts: Docker creates a missing bind source as a directory.
+            eprintln!(
+                "warning: {} does not exist yet: build it before `docker compose up` (or set \
+                 MESHKIT_WASM)",
+                wasm.display()
+            );
+        }
+        let wasm = wasm.display().to_string();
         let options = ComposeOptions {
             wasm,
             concurrency: 2,
@@ -101,13 +107,7 @@ fn refuse_shared_directories(args: &GenerateArgs) -> Result<(), Failure> {
     ];
     let outputs: Vec<(&str, PathBuf)> = outputs
         .into_iter()
-        .filter_map(|(flag, dir)| {
-            let dir = dir.as_ref()?;
-            Some((
-                flag,
-                std::path::absolute(dir).unwrap_or_else(|_| dir.clone()),
-            ))
-        })
+        .filter_map(|(flag, dir)| Some((flag, resolved(dir.as_ref()?))))
         .collect();
     for (i, (flag, dir)) in outputs.iter().enumerate() {
         if let Some((other, _)) = outputs[..i].iter().find(|(_, d)| d == dir) {
@@ -121,4 +121,35 @@ fn refuse_shared_directories(args: &GenerateArgs) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// `dir` as the file system resolves it, whether it exists yet or not: its longest existing
+/// ancestor canonicalized (symlinks and `..` followed), then the rest (`.` and `..` taken
+/// as written).
+fn resolved(dir: &Path) -> PathBuf {
+    let absolute = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let mut existing = absolute.as_path();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        match (existing.parent(), existing.components().next_back()) {
+            (Some(parent), Some(last)) => {
+                rest.push(last);
+                existing = parent;
+            }
+            _ => break,
+        }
+    }
+    let mut out = existing
+        .canonicalize()
+        .unwrap_or_else(|_| existing.to_path_buf());
+    for component in rest.into_iter().rev() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }

@@ -15,7 +15,7 @@ use meshkit_cli::spec_watch::SpecWatch;
 use meshkit_sdk::model::Mesh;
 use meshkit_sdk::LoadError;
 
-use super::{load, stop_signal, Exit, Failure, Stop};
+use super::{load, Exit, Failure, OrExit, Signals, Stop};
 
 pub struct UpArgs {
     pub spec: PathBuf,
@@ -61,20 +61,25 @@ pub async fn run(args: UpArgs) -> Result<(), Failure> {
         options.concurrency,
         if options.concurrency == 1 { "" } else { "s" }
     );
+    // Listening from here to the end: a signal between two waits is not lost.
+    let mut signals = Signals::new().exit(Exit::Environment)?;
     // A signal during start-up drops the start, which stops every process started so far.
     let mut local = tokio::select! {
         // A port in use or a sidecar that did not start: the environment, not the spec.
         started = LocalMesh::start(mesh, &options) => started.map_err(|e| Failure(Exit::Environment, e))?,
-        stop = stop_signal(None) => {
+        stop = signals.next() => {
             return Err(stop.failure("during start-up; every process started was stopped"))
         }
     };
     print_banner(&local, &options);
     let result = if args.demo {
-        let outcome = run_demo(&local).await;
+        let outcome = run_demo(&local, &mut signals).await;
         if outcome.is_ok() {
             if let Some(d) = args.duration {
-                stop_signal(Some(d)).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(d) => {}
+                    _ = signals.next() => {}
+                }
             }
         }
         outcome
@@ -86,7 +91,7 @@ pub async fn run(args: UpArgs) -> Result<(), Failure> {
             .control_plane
             .is_some()
             .then(|| SpecWatch::new(&args.spec));
-        serve_commands(&mut local, args.duration, watch).await;
+        serve_commands(&mut local, args.duration, watch, &mut signals).await;
         Ok(())
     };
     eprintln!("stopping the mesh");
@@ -164,7 +169,7 @@ fn print_banner(local: &LocalMesh, options: &LocalMeshOptions) {
     }
 }
 
-async fn run_demo(local: &LocalMesh) -> Result<(), Failure> {
+async fn run_demo(local: &LocalMesh, signals: &mut Signals) -> Result<(), Failure> {
     let DemoPlan { entry, requests } = demo_traffic::plan(&local.mesh);
     let addr = local.inbound(&entry).ok_or_else(|| {
         Failure::new(Exit::Environment, format!("no inbound address for {entry}"))
@@ -198,7 +203,7 @@ async fn run_demo(local: &LocalMesh) -> Result<(), Failure> {
         );
         let outcome = tokio::select! {
             outcome = wait => outcome,
-            stop = stop_signal(None) => return Err(interrupted(stop)),
+            stop = signals.next() => return Err(interrupted(stop)),
         };
         if let Err(seen) = outcome {
             return Err(Failure::new(
@@ -226,8 +231,17 @@ async fn serve_commands(
     local: &mut LocalMesh,
     duration: Option<Duration>,
     mut watch: Option<SpecWatch>,
+    signals: &mut Signals,
 ) {
-    let stop = stop_signal(duration);
+    let stop = async {
+        match duration {
+            Some(d) => tokio::select! {
+                _ = tokio::time::sleep(d) => Stop::Elapsed,
+                stop = signals.next() => stop,
+            },
+            None => signals.next().await,
+        }
+    };
     tokio::pin!(stop);
     let mut lines = stdin_lines();
     let mut stdin_open = true;

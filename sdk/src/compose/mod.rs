@@ -363,6 +363,25 @@ mod tests {
         assert!(!script.replace("$$", "").contains('$'), "{script}");
         // A `$` in the default of a variable is escaped too.
         assert!(text.contains("${MESHKIT_WASM:-/opt/mesh$$kit/meshkit_filter.wasm}"));
+        // As Compose hands them to bash, every script parses.
+        let sidecar = &file["services"]["users-sidecar"];
+        for script in [
+            sidecar["entrypoint"][2].as_str().unwrap(),
+            sidecar["healthcheck"]["test"][3].as_str().unwrap(),
+            file["services"]["users-app"]["healthcheck"]["test"][3]
+                .as_str()
+                .unwrap(),
+        ] {
+            let out = std::process::Command::new("bash")
+                .args(["-n", "-c", &script.replace("$$", "$")])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}\n{script}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
     }
 
     #[test]
@@ -383,7 +402,7 @@ mod tests {
             script.contains("sleep 6\n")
                 && script.contains("sleep 3.5\n")
                 && script.contains("--drain-time-s 10 ")
-                && script.contains("until_s=$$((SECONDS + 15))"),
+                && script.contains("until_s=$$((SECONDS + 15 + 1))"),
             "{script}"
         );
         assert_eq!(users["stop_grace_period"], "30s");

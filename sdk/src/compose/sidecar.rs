@@ -17,7 +17,7 @@ pid=$!
 post() {{
   exec 3<>/dev/tcp/127.0.0.1/{admin} || return
   printf 'POST %s HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n' "$1" >&3
-  read -r status <&3
+  read -r -t 2 status <&3
   echo "meshkit: POST $1: $status" >&2
   exec 3<&-
 }}
@@ -25,7 +25,7 @@ active() {{
   exec 3<>/dev/tcp/127.0.0.1/{admin} || return
   printf 'GET /stats?filter=downstream_rq_active HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n' >&3
   local line n=
-  while IFS= read -r line <&3; do
+  while IFS= read -r -t 2 line <&3; do
     case $line in http.inbound.downstream_rq_active:*) n=${{line##* }}; n=${{n%$'\r'}};; esac
   done
   exec 3<&-
@@ -38,11 +38,14 @@ drain() {{
   sleep {notice}
   post '/drain_listeners?graceful&inboundonly'
   sleep {settle}
-  until_s=$((SECONDS + {in_flight_s}))
-  n=$(active)
-  while [[ $n =~ ^[0-9]+$ ]] && (( n > 0 && SECONDS < until_s )); do
-    sleep 0.1
+  # Until none is in flight (a poll that fails is tried again), while Envoy runs, for at
+  # most the app's timeout (SECONDS counts whole seconds: one more).
+  until_s=$((SECONDS + {in_flight_s} + 1))
+  while :; do
     n=$(active)
+    [[ $n == 0 ]] && break
+    kill -0 "$pid" 2>/dev/null && (( SECONDS < until_s )) || break
+    sleep 0.1
   done
   echo "meshkit: inbound requests in flight at stop: ${{n:-unknown}}" >&2
   kill -TERM "$pid"

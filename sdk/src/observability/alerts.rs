@@ -69,8 +69,10 @@ pub fn rules(mesh: &Mesh, options: &AlertOptions) -> RuleFile {
     );
     // A code's series starts when its first error is counted, so `increase` (which needs two
     // samples) would miss a burst of a new code: a series younger than the window counts
-    // whole. Every hop on the path counts the same error: each service's count is summed
-    // over its instances (replicas split it), and the largest service's is the origin's.
+    // whole, and so does one whose counter restarted in the window (a restarted sidecar: its
+    // negative difference would pull the sum down). Every hop on the path counts the same
+    // error: each service's count is summed over its instances (replicas split it), and the
+    // largest service's is the origin's.
     let unknown_errors = selector(
         m::ERRORS,
         &[eq("direction", "inbound"), eq("classification", "unknown")],
@@ -81,7 +83,9 @@ pub fn rules(mesh: &Mesh, options: &AlertOptions) -> RuleFile {
             &["origin", "code"],
             &sum_by(
                 &["service", "origin", "code"],
-                &format!("{unknown_errors} - {unknown_errors} offset {w} or {unknown_errors}")
+                &format!(
+                    "({unknown_errors} - {unknown_errors} offset {w}) >= 0 or {unknown_errors}"
+                )
             )
         ),
         options.unknown_codes
