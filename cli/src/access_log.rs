@@ -3,13 +3,12 @@
 //! Envoy's stdout carries exactly the JSON access log (its own log goes to stderr), so each
 //! stdout line is one record. Waiting for lines is by notification, never by sleeping.
 //!
-//! Bounded both ways: the most recent lines are kept (at most [`RETAINED`] lines and
+//! Bounded both ways. The most recent lines are kept, at most [`RETAINED`] lines and
 //! [`RETAINED_BYTES`]; a line's JSON is parsed only when a field is asked for, and then kept
-//! with it — `meshkit up`'s own waits look lines up by request id only, so its lines stay
-//! text), and
-//! echoing to stdout (`meshkit up`) goes through a writer thread with a bounded queue, so a
-//! reader that stops reading (a full pipe) loses lines, counted on stderr, instead of stalling
-//! the mesh.
+//! with it (`meshkit up`'s own waits look lines up by request id only, so its lines stay
+//! text). Echoing to stdout (`meshkit up`) goes through a writer thread with a bounded queue,
+//! so a reader that stops reading (a full pipe) loses lines, counted on stderr, instead of
+//! stalling the mesh.
 
 use std::collections::VecDeque;
 use std::io::Write;
@@ -21,8 +20,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::Notify;
 
-/// One line from one sidecar's stdout. Cheap to clone: the text and its parsed form are
-/// shared.
+/// One line from one sidecar's stdout. Clones share the text and its parsed form.
 #[derive(Debug, Clone)]
 pub struct AccessLine {
     /// The instance whose sidecar wrote the line (a service's name for its first instance).
@@ -226,7 +224,7 @@ fn with_request_id(lines: &[AccessLine], id: &str) -> Vec<AccessLine> {
         .collect()
 }
 
-/// The most recent lines, within [`RETAINED`] lines and [`RETAINED_BYTES`] of text.
+/// The most recent lines, within [`RETAINED`] lines and [`RETAINED_BYTES`] (see [`cost`]).
 #[derive(Debug, Default)]
 struct Retained {
     lines: VecDeque<AccessLine>,
@@ -246,6 +244,8 @@ impl Retained {
     }
 }
 
+/// What a retained line counts against [`RETAINED_BYTES`]: its text and a fixed overhead
+/// (a parsed form, if a consumer asked for one, is not counted).
 fn cost(line: &AccessLine) -> usize {
     line.raw.len() + LINE_OVERHEAD
 }
