@@ -65,7 +65,7 @@ pub async fn run(spec: &Path) -> Result<(), Failure> {
     };
     let rejected = tokio::select! {
         r = validate_all => r?,
-        stop = stop_signal(None) => return Err(stop.failure("while Envoy validated the config")),
+        stop = stop_signal() => return Err(stop.failure("while Envoy validated the config")),
     };
     if rejected.is_empty() {
         Ok(())

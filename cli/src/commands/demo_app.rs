@@ -27,7 +27,7 @@ pub async fn run(
     )
     .exit(Exit::Environment)?;
     eprintln!("demo app listening on {listen}; Ctrl-C to stop");
-    stop_signal(None).await;
+    stop_signal().await;
     Ok(())
 }
 

@@ -136,25 +136,11 @@ impl Signals {
     }
 }
 
-/// Waits for Ctrl-C, SIGTERM or `limit`, whichever comes first.
-pub async fn stop_signal(limit: Option<std::time::Duration>) -> Stop {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    let timer = async {
-        match limit {
-            Some(d) => tokio::time::sleep(d).await,
-            None => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => Stop::Interrupt,
-        _ = term => Stop::Terminate,
-        _ = timer => Stop::Elapsed,
+/// Waits for Ctrl-C or SIGTERM, for a one-shot wait (a loop keeps one [`Signals`] instead).
+/// Where the handlers cannot be installed, no signal can be waited for: it waits forever.
+pub async fn stop_signal() -> Stop {
+    match Signals::new() {
+        Ok(mut signals) => signals.next().await,
+        Err(_) => std::future::pending().await,
     }
 }

@@ -59,7 +59,7 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
     );
     let mut watch = SpecWatch::new(&args.spec);
     let path = args.spec.display().to_string();
-    let stop = stop_signal(None);
+    let stop = stop_signal();
     tokio::pin!(stop);
     loop {
         tokio::select! {
